@@ -330,7 +330,7 @@ func checkOverlap(tensors map[string]TensorInfo) error {
 	})
 	for i := 1; i < len(list); i++ {
 		if p, t := list[i-1], list[i]; t.Begin < p.End {
-			return fmt.Errorf("%w: tensor %q (bytes %d-%d) overlaps tensor %q (bytes %d-%d)",
+			return fmt.Errorf("%w: tensor %q (file bytes %d-%d) overlaps tensor %q (file bytes %d-%d)",
 				ErrMalformed, t.Name, t.Begin, t.End, p.Name, p.Begin, p.End)
 		}
 	}
