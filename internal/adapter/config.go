@@ -607,6 +607,9 @@ func positiveInt(raw json.RawMessage) (int, error) {
 
 // finiteNumber decodes a JSON number.
 func finiteNumber(raw json.RawMessage) (float64, error) {
+	if kind(raw) != "a number" {
+		return 0, fmt.Errorf("is %s, want a number", kind(raw))
+	}
 	var n json.Number
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
