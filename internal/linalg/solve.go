@@ -1,0 +1,312 @@
+package linalg
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/lapack"
+	"gonum.org/v1/gonum/lapack/lapack64"
+	"gonum.org/v1/gonum/mat"
+)
+
+var (
+	// ErrNotPositiveDefinite means a Cholesky factorization (potrf) failed.
+	ErrNotPositiveDefinite = errors.New("linalg: matrix is not positive definite")
+	// ErrSingular means a matrix is singular to working precision: an exact
+	// zero pivot, or an estimated reciprocal condition number below
+	// DefaultRcond(n).
+	ErrSingular = errors.New("linalg: matrix is singular")
+	// ErrShape means the operands' dimensions do not fit together or are empty.
+	ErrShape = errors.New("linalg: dimension mismatch")
+	// ErrNotFinite means an operand holds NaN or ±Inf.
+	ErrNotFinite = errors.New("linalg: matrix holds NaN or Inf")
+	// ErrBadRcond means an rcond argument is negative or NaN.
+	ErrBadRcond = errors.New("linalg: rcond must be a finite number >= 0")
+	// ErrNoConvergence means an eigenvalue or singular value iteration failed.
+	ErrNoConvergence = errors.New("linalg: eigen/singular value iteration did not converge")
+)
+
+// Solver method names reported by SolveSym.
+const (
+	MethodCholesky = "cholesky"
+	MethodLU       = "lu"
+	MethodPinv     = "pinv"
+)
+
+// DefaultRcond is the tolerance used for an n×n system: n times the machine
+// epsilon of float64 (as numpy.linalg.lstsq and matrix_rank use). Systems
+// whose estimated reciprocal condition number falls below it are treated
+// as singular, and PinvSolveSym called by SolveSym drops eigenvalues below
+// DefaultRcond(n) times the largest magnitude.
+func DefaultRcond(n int) float64 {
+	return float64(max(n, 1)) * 0x1p-52
+}
+
+// CholeskySolve solves H X = B for symmetric positive definite H (n×n) and
+// B (n×nrhs) with LAPACK potrf and potrs (no condition estimate by
+// LAPACK; a cheap estimate by inverse iteration is made here). It returns
+// ErrNotPositiveDefinite when potrf fails and ErrSingular when H is
+// positive definite only to working precision (estimated reciprocal
+// condition number below DefaultRcond(n)). H and B are not modified.
+func CholeskySolve(h *mat.SymDense, b *mat.Dense) (*mat.Dense, error) {
+	u, err := choleskyFactor(h, b)
+	if err != nil {
+		return nil, err
+	}
+	x := mat.DenseCopyOf(b)
+	lapack64.Potrs(u, x.RawMatrix())
+	return x, nil
+}
+
+// choleskyFactor checks the operands and returns the upper Cholesky factor
+// of h.
+func choleskyFactor(h *mat.SymDense, b *mat.Dense) (blas64.Triangular, error) {
+	n, err := checkSystem(h, b)
+	if err != nil {
+		return blas64.Triangular{}, err
+	}
+	s := symCopy(h)
+	normF := mat.Norm(h, 2) // Frobenius norm, an upper bound of the 2-norm
+	u, ok := lapack64.Potrf(s)
+	if !ok {
+		return blas64.Triangular{}, fmt.Errorf("%w: potrf failed for the %d×%d matrix", ErrNotPositiveDefinite, n, n)
+	}
+	invNorm := invNormEstimate(n, func(x blas64.General) { lapack64.Potrs(u, x) }, nil)
+	if rc := 1 / (normF * invNorm); !(rc >= DefaultRcond(n)) {
+		return blas64.Triangular{}, fmt.Errorf("%w: %d×%d matrix is positive definite only to working precision (estimated rcond %.3g < %.3g)",
+			ErrSingular, n, n, rc, DefaultRcond(n))
+	}
+	return u, nil
+}
+
+// LUSolve solves A X = B for square A (n×n) and B (n×nrhs) with LAPACK
+// getrf and getrs. It returns ErrSingular for an exactly zero pivot or an
+// estimated reciprocal condition number below DefaultRcond(n). A and B are
+// not modified.
+func LUSolve(a *mat.Dense, b *mat.Dense) (*mat.Dense, error) {
+	r, c := a.Dims()
+	if r != c {
+		return nil, fmt.Errorf("%w: A is %d×%d, want square", ErrShape, r, c)
+	}
+	br, _ := b.Dims()
+	if r == 0 || br != r {
+		return nil, fmt.Errorf("%w: A is %d×%d but B has %d rows", ErrShape, r, c, br)
+	}
+	if !finiteDense(a) || !finiteDense(b) {
+		return nil, fmt.Errorf("%w: in A (%d×%d) or B", ErrNotFinite, r, c)
+	}
+	n := r
+	lu := mat.DenseCopyOf(a)
+	raw := lu.RawMatrix()
+	ipiv := make([]int, n)
+	if !lapack64.Getrf(raw, ipiv) {
+		return nil, fmt.Errorf("%w: %d×%d matrix has an exactly zero pivot", ErrSingular, n, n)
+	}
+	invNorm := invNormEstimate(n,
+		func(x blas64.General) { lapack64.Getrs(blas.NoTrans, raw, x, ipiv) },
+		func(x blas64.General) { lapack64.Getrs(blas.Trans, raw, x, ipiv) })
+	if rc := 1 / (mat.Norm(a, 2) * invNorm); /* Frobenius norm */ !(rc >= DefaultRcond(n)) {
+		return nil, fmt.Errorf("%w: %d×%d matrix (estimated rcond %.3g < %.3g)", ErrSingular, n, n, rc, DefaultRcond(n))
+	}
+	x := mat.DenseCopyOf(b)
+	lapack64.Getrs(blas.NoTrans, raw, x.RawMatrix(), ipiv)
+	return x, nil
+}
+
+// PinvSolveSym returns the minimum-norm least-squares solution of H X = B
+// for symmetric H, pinv(H) B, from the symmetric eigendecomposition of H
+// (LAPACK syev; dsyevr on OpenBLAS). Eigenvalues of magnitude at most
+// rcond times the largest magnitude are dropped (rcond = 0 drops only
+// exact zeros).
+func PinvSolveSym(h *mat.SymDense, b *mat.Dense, rcond float64) (*mat.Dense, error) {
+	n, err := checkSystem(h, b)
+	if err != nil {
+		return nil, err
+	}
+	if !(rcond >= 0) || math.IsInf(rcond, 0) {
+		return nil, fmt.Errorf("%w: got %v", ErrBadRcond, rcond)
+	}
+	s := symCopy(h)
+	w := make([]float64, n)
+	work := []float64{0}
+	lapack64.Syev(lapack.EVCompute, s, w, work, -1)
+	work = make([]float64, int(work[0]))
+	if !lapack64.Syev(lapack.EVCompute, s, w, work, len(work)) {
+		return nil, fmt.Errorf("%w: eigendecomposition of the %d×%d matrix", ErrNoConvergence, n, n)
+	}
+	var wmax float64
+	for _, v := range w {
+		wmax = max(wmax, math.Abs(v))
+	}
+	var keep []int
+	for i, v := range w {
+		if math.Abs(v) > rcond*wmax {
+			keep = append(keep, i)
+		}
+	}
+	_, nrhs := b.Dims()
+	x := mat.NewDense(n, nrhs, nil)
+	if len(keep) == 0 {
+		return x, nil
+	}
+	// X = V_k diag(1/λ_k) V_kᵀ B.
+	vecs := mat.NewDense(n, n, s.Data)
+	vk := mat.NewDense(n, len(keep), nil)
+	for j, i := range keep {
+		vk.SetCol(j, mat.Col(nil, i, vecs))
+	}
+	var t mat.Dense
+	t.Mul(vk.T(), b)
+	for j, i := range keep {
+		row := t.RawRowView(j)
+		for c := range row {
+			row[c] /= w[i]
+		}
+	}
+	x.Mul(vk, &t)
+	return x, nil
+}
+
+// SolveSym solves H X = B for symmetric H: by Cholesky when H is positive
+// definite, else by LU when H is nonsingular, else by the pseudo-inverse
+// (PinvSolveSym with DefaultRcond(n)). method is MethodCholesky, MethodLU
+// or MethodPinv. Shape and non-finite errors are returned as they are.
+func SolveSym(h *mat.SymDense, b *mat.Dense) (x *mat.Dense, method string, err error) {
+	x, err = CholeskySolve(h, b)
+	if err == nil {
+		return x, MethodCholesky, nil
+	}
+	if errors.Is(err, ErrNotPositiveDefinite) {
+		x, err = LUSolve(mat.DenseCopyOf(h), b)
+		if err == nil {
+			return x, MethodLU, nil
+		}
+		if !errors.Is(err, ErrSingular) {
+			return nil, "", err
+		}
+	} else if !errors.Is(err, ErrSingular) {
+		return nil, "", err
+	}
+	x, err = PinvSolveSym(h, b, DefaultRcond(h.SymmetricDim()))
+	if err != nil {
+		return nil, "", err
+	}
+	return x, MethodPinv, nil
+}
+
+// checkSystem validates H (n×n) against B (n×nrhs) and returns n.
+func checkSystem(h *mat.SymDense, b *mat.Dense) (int, error) {
+	if h == nil || b == nil || h.IsEmpty() || b.IsEmpty() {
+		return 0, fmt.Errorf("%w: empty or nil H or B", ErrShape)
+	}
+	n := h.SymmetricDim()
+	br, bc := b.Dims()
+	if br != n {
+		return 0, fmt.Errorf("%w: H is %d×%d but B is %d×%d", ErrShape, n, n, br, bc)
+	}
+	raw := h.RawSymmetric()
+	for i := 0; i < n; i++ {
+		for _, v := range raw.Data[i*raw.Stride+i : i*raw.Stride+n] {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return 0, fmt.Errorf("%w: in H (%d×%d), row %d", ErrNotFinite, n, n, i)
+			}
+		}
+	}
+	if !finiteDense(b) {
+		return 0, fmt.Errorf("%w: in B (%d×%d)", ErrNotFinite, br, bc)
+	}
+	return n, nil
+}
+
+func finiteDense(a *mat.Dense) bool {
+	raw := a.RawMatrix()
+	for i := 0; i < raw.Rows; i++ {
+		for _, v := range raw.Data[i*raw.Stride : i*raw.Stride+raw.Cols] {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// symCopy copies the upper triangle of h into a fresh upper blas64.Symmetric.
+func symCopy(h *mat.SymDense) blas64.Symmetric {
+	raw := h.RawSymmetric()
+	n := raw.N
+	s := blas64.Symmetric{N: n, Stride: n, Data: make([]float64, n*n), Uplo: blas.Upper}
+	for i := 0; i < n; i++ {
+		copy(s.Data[i*n+i:i*n+n], raw.Data[i*raw.Stride+i:i*raw.Stride+n])
+	}
+	return s
+}
+
+// estimateBlock is the number of vectors iterated together when estimating
+// the norm of an inverse; invIterations is how many times they are applied.
+const (
+	estimateBlock = 4
+	invIterations = 3
+)
+
+// invNormEstimate estimates ||M⁻¹||₂ by block inverse iteration from a
+// fixed pseudo-random start: solve(X) overwrites X with M⁻¹X and solveT,
+// when not nil, with M⁻ᵀX (then M⁻ᵀM⁻¹ is iterated). The estimate is a
+// lower bound that is usually within a small factor; +Inf when a solve
+// overflows.
+func invNormEstimate(n int, solve, solveT func(blas64.General)) float64 {
+	k := min(estimateBlock, n)
+	x := blas64.General{Rows: n, Cols: k, Stride: k, Data: make([]float64, n*k)}
+	rng := rand.New(rand.NewPCG(0x17e415, uint64(n)))
+	for i := range x.Data {
+		x.Data[i] = rng.NormFloat64()
+	}
+	colNorms := func() []float64 {
+		nrm := make([]float64, k)
+		for i := 0; i < n; i++ {
+			for j, v := range x.Data[i*k : i*k+k] {
+				nrm[j] += v * v
+			}
+		}
+		for j := range nrm {
+			nrm[j] = math.Sqrt(nrm[j])
+		}
+		return nrm
+	}
+	normalize := func(nrm []float64) {
+		for i := 0; i < n; i++ {
+			row := x.Data[i*k : i*k+k]
+			for j := range row {
+				row[j] /= nrm[j]
+			}
+		}
+	}
+	normalize(colNorms())
+	var est float64
+	for it := 0; it < invIterations; it++ {
+		solve(x)
+		if solveT != nil {
+			solveT(x)
+		}
+		nrm := colNorms()
+		for _, v := range nrm {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return math.Inf(1)
+			}
+			if solveT != nil {
+				v = math.Sqrt(v)
+			}
+			est = max(est, v)
+		}
+		for _, v := range nrm {
+			if v == 0 {
+				return est
+			}
+		}
+		normalize(nrm)
+	}
+	return est
+}
