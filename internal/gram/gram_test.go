@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
+
+	"github.com/iteris-dev/iteris/internal/linalg"
 )
 
 // features returns a rows x n float32 block and its float64 twin.
@@ -202,6 +204,10 @@ func TestFromFeatures(t *testing.T) {
 // BenchmarkAdd4096 measures one 2048-token block of 4096-wide features with
 // cross terms (two Syrk and one Gemm of 2048 x 4096, ~137 GFLOP).
 func BenchmarkAdd4096(b *testing.B) {
+	if _, err := linalg.Init(linalg.ModeAuto); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("backend: %s", linalg.Current())
 	const n, rows = 4096, 2048
 	rng := rand.New(rand.NewPCG(1, 2))
 	x, _ := features(b, rng, rows, n)

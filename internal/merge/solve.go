@@ -82,6 +82,13 @@ type SolveOptions struct {
 	Alpha1, Alpha2 float64
 	// Adaptive enables the per-task weights c_i.
 	Adaptive bool
+	// Coefs, when not nil and Adaptive is set, are used as the c_i instead
+	// of computing them. They depend only on W0, dW_i and G_i, which do not
+	// change between IterIS steps, and computing them costs one m x n x n
+	// product (W0^T W0), so a caller can compute them once with
+	// AdaptiveCoefs (or take SiteResult.Coefs of the first step) and pass
+	// them to later steps.
+	Coefs []float64
 	// Rank is the output rank: 0 = R = sum of input ranks; -1 = no
 	// truncation (Delta: R, which is exact; Full: min(m, n), an exact SVD);
 	// k > 0 = rank k. A k above what the update needs is padded with zeros
@@ -202,16 +209,27 @@ func SolveIterIS(w0 *mat.Dense, f []Factor, g []gram.Grams, opt SolveOptions) (S
 			return SiteResult{}, fmt.Errorf("%w: %s = %v (want a finite value >= 0)", ErrOption, a.name, a.v)
 		}
 	}
-	s, err := checkSite(w0, f, g, opt.Adaptive || obj == Full)
+	given := opt.Adaptive && opt.Coefs != nil
+	needW0 := obj == Full || (opt.Adaptive && !given)
+	s, err := checkSite(w0, f, g, needW0)
 	if err != nil {
 		return SiteResult{}, err
 	}
-	pre := prepare(w0, f, g, obj == Full || opt.Adaptive)
+	if given && len(opt.Coefs) != len(f) {
+		return SiteResult{}, fmt.Errorf("%w: %d adaptive coefficients for %d adapters", ErrOption, len(opt.Coefs), len(f))
+	}
+	pre := prepare(w0, f, g, needW0)
 	coefs := make([]float64, len(f))
 	weights := make([]float64, len(f))
 	for i := range f {
 		coefs[i] = 1
-		if opt.Adaptive {
+		switch {
+		case given:
+			coefs[i] = opt.Coefs[i]
+			if !(coefs[i] > 0) || math.IsInf(coefs[i], 0) {
+				return SiteResult{}, fmt.Errorf("%w: adaptive coefficient %d = %v (want finite and > 0)", ErrOption, i, coefs[i])
+			}
+		case opt.Adaptive:
 			c, err := pre.adaptive(i)
 			if err != nil {
 				return SiteResult{}, err
@@ -233,6 +251,29 @@ func SolveIterIS(w0 *mat.Dense, f []Factor, g []gram.Grams, opt SolveOptions) (S
 	}
 	res.Residual = residual(s, pre, obj, weights, res.B, res.A)
 	return res, nil
+}
+
+// AdaptiveCoefs returns the adaptive weights
+// c_i = ||W0+dW_i||_F^2 / tr((W0+dW_i) G_i (W0+dW_i)^T) of one site, from
+// the task Grams G_i (P and Q are not used).
+func AdaptiveCoefs(w0 *mat.Dense, f []Factor, g []gram.Grams) ([]float64, error) {
+	plain := make([]gram.Grams, len(g))
+	for i, gi := range g {
+		plain[i] = gram.Grams{N: gi.N, Tokens: gi.Tokens, G: gi.G, P: gi.G, Q: gi.G}
+	}
+	if _, err := checkSite(w0, f, plain, true); err != nil {
+		return nil, err
+	}
+	pre := prepare(w0, f, plain, true)
+	out := make([]float64, len(f))
+	for i := range f {
+		c, err := pre.adaptive(i)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = c
+	}
+	return out, nil
 }
 
 // SolveRegMean is RegMean at one site: one solve on the task Grams G_i with

@@ -434,3 +434,41 @@ func TestSolveErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestGivenCoefs: coefficients computed once (AdaptiveCoefs) and passed to a
+// later step give the same solve, without W0 for the delta objective.
+func TestGivenCoefs(t *testing.T) {
+	w0, ts := baseSite.build(t)
+	g := grams(t, ts, false)
+	coefs, err := AdaptiveCoefs(w0, factors(ts), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tk := range ts {
+		if want := naiveCoef(t, w0, tk); math.Abs(coefs[i]-want) > 1e-12*want {
+			t.Errorf("c_%d = %v, want %v", i, coefs[i], want)
+		}
+	}
+	opt := SolveOptions{Alpha1: 1e-4, Alpha2: 1e-4, Adaptive: true}
+	r1, err := SolveIterIS(w0, factors(ts), g, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.Coefs = coefs
+	r2, err := SolveIterIS(nil, factors(ts), g, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertRel(t, "given coefs", product(r2.B, r2.A), product(r1.B, r1.A), 1e-14)
+	if math.Abs(r1.Residual-r2.Residual) > 1e-12*r1.Residual {
+		t.Errorf("residual %v vs %v", r2.Residual, r1.Residual)
+	}
+	opt.Coefs = coefs[:2]
+	if _, err := SolveIterIS(w0, factors(ts), g, opt); !errors.Is(err, ErrOption) {
+		t.Errorf("short coefs: %v, want ErrOption", err)
+	}
+	opt.Coefs = []float64{1, 0, 1}
+	if _, err := SolveIterIS(w0, factors(ts), g, opt); !errors.Is(err, ErrOption) {
+		t.Errorf("zero coef: %v, want ErrOption", err)
+	}
+}
