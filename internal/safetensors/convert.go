@@ -34,6 +34,14 @@ func Float32ToFloat16(f float32) uint16 {
 	sign := uint16(b>>16) & 0x8000
 	exp := int(b>>23) & 0xff
 	mant := b & 0x7fffff
+	if e := exp - 127 + 15; e > 0 && e < 0x1f { // normal half: the common case
+		half := uint32(e)<<10 | mant>>13
+		rem := mant & 0x1fff
+		if rem > 0x1000 || (rem == 0x1000 && half&1 == 1) {
+			half++ // may carry into the exponent, up to infinity, which is right
+		}
+		return sign | uint16(half)
+	}
 	if exp == 0xff {
 		if mant != 0 {
 			return sign | 0x7e00 | uint16(mant>>13)
@@ -44,24 +52,17 @@ func Float32ToFloat16(f float32) uint16 {
 	if e >= 0x1f {
 		return sign | 0x7c00
 	}
-	if e <= 0 {
-		if e < -10 {
-			return sign // below half the smallest subnormal
-		}
-		m := mant | 0x800000
-		shift := uint(14 - e)
-		half := m >> shift
-		rem := m & (1<<shift - 1)
-		mid := uint32(1) << (shift - 1)
-		if rem > mid || (rem == mid && half&1 == 1) {
-			half++ // may carry into the smallest normal, which is right
-		}
-		return sign | uint16(half)
+	// e <= 0: a subnormal half or zero.
+	if e < -10 {
+		return sign // below half the smallest subnormal
 	}
-	half := uint32(e)<<10 | mant>>13
-	rem := mant & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && half&1 == 1) {
-		half++ // may carry into the exponent, up to infinity, which is right
+	m := mant | 0x800000
+	shift := uint(14 - e)
+	half := m >> shift
+	rem := m & (1<<shift - 1)
+	mid := uint32(1) << (shift - 1)
+	if rem > mid || (rem == mid && half&1 == 1) {
+		half++ // may carry into the smallest normal, which is right
 	}
 	return sign | uint16(half)
 }

@@ -2,6 +2,7 @@ package safetensors
 
 import (
 	"errors"
+	"io"
 	"math"
 	"path/filepath"
 	"reflect"
@@ -140,5 +141,41 @@ func assertErr(t *testing.T, err, target error, want ...string) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not mention %q", err, w)
 		}
+	}
+}
+
+func BenchmarkFloat32(b *testing.B) {
+	for _, dir := range []string{"model", "model-bf16"} {
+		b.Run(dir, func(b *testing.B) {
+			f, err := Open(filepath.Join(fixtureDir, dir, "model.safetensors"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			info, _ := f.Info("model.embed_tokens.weight")
+			b.SetBytes(info.Size())
+			for b.Loop() {
+				if _, err := f.Float32("model.embed_tokens.weight"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkWrite(b *testing.B) {
+	data := make([]float32, 1<<20)
+	for i := range data {
+		data[i] = float32(i) * 1e-3
+	}
+	for _, dt := range []DType{F32, BF16, F16} {
+		b.Run(string(dt), func(b *testing.B) {
+			b.SetBytes(int64(len(data)) * 4)
+			for b.Loop() {
+				if err := Write(io.Discard, []Tensor{{Name: "w", DType: dt, Shape: []int{len(data)}, Data: data}}, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -87,22 +87,25 @@ func write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 // encodeValues appends vals stored as dt (little-endian) to buf.
 func encodeValues(buf []byte, dt DType, vals []float32) []byte {
 	le := binary.LittleEndian
+	off := len(buf)
+	buf = append(buf, make([]byte, len(vals)*dt.Bits()/8)...)
+	out := buf[off:]
 	switch dt {
 	case F32:
-		for _, v := range vals {
-			buf = le.AppendUint32(buf, math.Float32bits(v))
+		for i, v := range vals {
+			le.PutUint32(out[4*i:], math.Float32bits(v))
 		}
 	case F16:
-		for _, v := range vals {
-			buf = le.AppendUint16(buf, Float32ToFloat16(v))
+		for i, v := range vals {
+			le.PutUint16(out[2*i:], Float32ToFloat16(v))
 		}
 	case BF16:
-		for _, v := range vals {
-			buf = le.AppendUint16(buf, Float32ToBFloat16(v))
+		for i, v := range vals {
+			le.PutUint16(out[2*i:], Float32ToBFloat16(v))
 		}
 	case F64:
-		for _, v := range vals {
-			buf = le.AppendUint64(buf, math.Float64bits(float64(v)))
+		for i, v := range vals {
+			le.PutUint64(out[8*i:], math.Float64bits(float64(v)))
 		}
 	}
 	return buf
