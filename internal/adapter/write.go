@@ -272,15 +272,15 @@ func buildConfig(dir string, mods []*Module, ranks map[string]int, opt WriteOpti
 	}
 	var target any = exactRegexp(names)
 	if opt.Base != nil {
-		safe := true
+		list, safe := keys(leaves), true
 		for _, bn := range opt.Base.LinearNames() {
-			if _, ours := ranks[bn]; !ours && matchList(keys(leaves), bn) {
+			if _, ours := ranks[bn]; !ours && matchList(list, bn) {
 				safe = false
 				break
 			}
 		}
 		if safe {
-			target = keys(leaves)
+			target = list
 		}
 	}
 
