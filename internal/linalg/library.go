@@ -58,8 +58,11 @@ func loadOpenBLAS(candidates []string) (*library, error) {
 		loaded[p] = lib
 		return lib, nil
 	}
-	return nil, fmt.Errorf("%w: tried %s; install libopenblas0 (Debian/Ubuntu) or set %s=/path/to/libopenblas.so",
-		ErrOpenBLASUnavailable, strings.Join(tried, "; "), EnvOpenBLAS)
+	hint := fmt.Sprintf("install libopenblas0 (Debian/Ubuntu) or set %s=/path/to/libopenblas.so", EnvOpenBLAS)
+	if os.Getenv(EnvOpenBLAS) != "" {
+		hint = fmt.Sprintf("the path comes from %s", EnvOpenBLAS)
+	}
+	return nil, fmt.Errorf("%w: tried %s; %s", ErrOpenBLASUnavailable, strings.Join(tried, "; "), hint)
 }
 
 // defaultLibraryPaths lists where OpenBLAS is usually installed, most

@@ -571,7 +571,9 @@ func TestOpenBLASCallsLibrary(t *testing.T) {
 		{"Dgeqrf", 2, func() { ob.Dgeqrf(n, n, slices.Clone(a), n, make([]float64, n), work, len(work)) }},
 		{"Dgeqrf query", 0, func() { ob.Dgeqrf(n, n, slices.Clone(a), n, make([]float64, n), work, -1) }},
 		{"Dorgqr", 2, func() { ob.Dorgqr(n, n, n, slices.Clone(a), n, make([]float64, n), work, len(work)) }},
-		{"Dsyev", 2, func() { ob.Dsyev(lapack.EVCompute, blas.Upper, n, slices.Clone(spd), n, make([]float64, n), work, len(work)) }},
+		{"Dsyev", 2, func() {
+			ob.Dsyev(lapack.EVCompute, blas.Upper, n, slices.Clone(spd), n, make([]float64, n), work, len(work))
+		}},
 		{"Dgesvd", 2, func() {
 			ob.Dgesvd(lapack.SVDAll, lapack.SVDNone, n, n, slices.Clone(a), n, make([]float64, n), make([]float64, n*n), n, nil, 1, work, len(work))
 		}},

@@ -12,14 +12,16 @@ import (
 func naiveMul(a, b mat.Matrix) *mat.Dense {
 	m, k := a.Dims()
 	_, n := b.Dims()
+	ad, bd := mat.DenseCopyOf(a), mat.DenseCopyOf(b)
 	c := mat.NewDense(m, n, nil)
 	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			var s float64
-			for l := 0; l < k; l++ {
-				s += a.At(i, l) * b.At(l, j)
+		crow := c.RawRowView(i)
+		arow := ad.RawRowView(i)
+		for l := 0; l < k; l++ {
+			av := arow[l]
+			for j, bv := range bd.RawRowView(l) {
+				crow[j] += av * bv
 			}
-			c.Set(i, j, s)
 		}
 	}
 	return c
