@@ -136,3 +136,48 @@ func TestWriteFileLeavesNothingOnError(t *testing.T) {
 		t.Fatalf("old file overwritten: %q", b)
 	}
 }
+
+func TestWriteInvalid(t *testing.T) {
+	ok := Tensor{Name: "ok", DType: F32, Shape: []int{1}, Data: []float32{1}}
+	tests := []struct {
+		name   string
+		tensor Tensor
+		target error
+		want   string
+	}{
+		{"integer dtype", Tensor{Name: "blk.w", DType: I32, Shape: []int{1}, Data: []float32{1}}, ErrUnsupportedDType, `"I32"`},
+		{"unknown dtype", Tensor{Name: "blk.w", DType: "F31", Shape: []int{1}, Data: []float32{1}}, ErrUnsupportedDType, `"F31"`},
+		{"reserved name", Tensor{Name: "__metadata__", DType: F32, Shape: []int{1}, Data: []float32{1}}, ErrInvalid, "reserved"},
+		{"duplicate name", Tensor{Name: "ok", DType: F16, Shape: []int{1}, Data: []float32{1}}, ErrInvalid, "duplicate"},
+		{"negative dim", Tensor{Name: "blk.w", DType: F32, Shape: []int{-1, -1}, Data: []float32{1}}, ErrInvalid, "negative"},
+		{"too few values", Tensor{Name: "blk.w", DType: BF16, Shape: []int{2, 2}, Data: []float32{1}}, ErrInvalid, "4 elements, Data has 1"},
+		{"overflowing shape", Tensor{Name: "blk.w", DType: F32, Shape: []int{1 << 31, 1 << 31, 1 << 31}}, ErrInvalid, "overflows"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			err := Write(&buf, []Tensor{ok, tc.tensor}, nil)
+			assertErr(t, err, tc.target, `"`+tc.tensor.Name+`"`, tc.want)
+			if buf.Len() != 0 {
+				t.Fatalf("%d bytes written before the error", buf.Len())
+			}
+		})
+	}
+}
+
+func TestWriteFileReplaces(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.safetensors")
+	for _, v := range []float32{1, 2} {
+		if err := WriteFile(path, []Tensor{{Name: "w", DType: F32, Shape: []int{1}, Data: []float32{v}}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("dir holds %d entries, want 1", len(entries))
+	}
+	got, err := openT(t, path).Float32("w")
+	if err != nil || !reflect.DeepEqual(got, []float32{2}) {
+		t.Fatalf("read %v, %v; want [2]", got, err)
+	}
+}
