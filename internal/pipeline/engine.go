@@ -125,6 +125,9 @@ type Merger struct {
 	levels   []level
 	set      SolveSettings
 	progress *progress.Reporter
+
+	// AfterSolve, if set, is called after each jacobi solve k has installed its updates.
+	AfterSolve func(k int)
 }
 
 // level is one dependency level: the sites that read one point of one layer.
@@ -498,6 +501,9 @@ func (mg *Merger) RunJacobi() ([]SolveRecord, error) {
 		ph.Done()
 		for s, ba := range next {
 			s.B, s.A = ba[0], ba[1]
+		}
+		if mg.AfterSolve != nil {
+			mg.AfterSolve(k)
 		}
 		if k > 1 {
 			rec.MaxRelChange = &maxChange
