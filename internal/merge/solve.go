@@ -287,7 +287,8 @@ func AdaptiveCoefs(w0 *mat.Dense, f []Factor, g []gram.Grams) ([]float64, error)
 // IterIS solve. A singular summed Gram (few distinct tokens) is solved by
 // the pseudo-inverse, which reproduces the least-squares outputs X_i dW^T.
 // rank has the meaning of SolveOptions.Rank. The Residual uses the
-// unshrunk G_i. P and Q of the Grams are not used.
+// unshrunk G_i. P and Q of the Grams are not used, and w0 (which may be
+// nil) is only checked against the adapters' shape.
 func SolveRegMean(w0 *mat.Dense, f []Factor, g []gram.Grams, reduce float64, rank int) (SiteResult, error) {
 	if reduce < 0 || reduce > 1 || math.IsNaN(reduce) {
 		return SiteResult{}, fmt.Errorf("%w: reduce = %v (want 0..1)", ErrOption, reduce)
