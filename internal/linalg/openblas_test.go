@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"testing"
 
 	"gonum.org/v1/gonum/blas"
@@ -586,6 +587,47 @@ func TestOpenBLASCallsLibrary(t *testing.T) {
 		tc.f()
 		if got := ob.lib.calls.Load() - before; got != tc.calls {
 			t.Errorf("%s: %d library calls, want %d", tc.name, got, tc.calls)
+		}
+	}
+}
+
+// TestOpenBLASConcurrentCalls: goroutines calling OpenBLAS at once get the
+// same results as sequential calls (merge workers solve sites in parallel).
+func TestOpenBLASConcurrentCalls(t *testing.T) {
+	ob := openBLASOrSkip(t)
+	rng := newRNG(11)
+	const workers, n = 6, 96
+	inputs := make([][]float64, workers)
+	for i := range inputs {
+		inputs[i] = gram(rng, n+4, n, 0).RawSymmetric().Data
+	}
+	compute := func(in []float64) []float64 {
+		c := make([]float64, n*n)
+		ob.Dgemm(blas.NoTrans, blas.Trans, n, n, n, 1, in, n, in, n, 0, c, n)
+		if !ob.Dpotrf(blas.Upper, n, c, n) {
+			panic("not positive definite")
+		}
+		return c
+	}
+	want := make([][]float64, workers)
+	for i, in := range inputs {
+		want[i] = compute(in)
+	}
+	got := make([][]float64, workers)
+	var wg sync.WaitGroup
+	for i, in := range inputs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rep := 0; rep < 5; rep++ {
+				got[i] = compute(in)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range want {
+		if e := relErrSlice(got[i], want[i]); e > tol64 {
+			t.Errorf("worker %d: relative difference %.3g from the sequential result", i, e)
 		}
 	}
 }
