@@ -82,6 +82,10 @@ type Site struct {
 	Missing []bool
 	// B and A are the current merged update (scale 1), nil before the first solve.
 	B, A *mat.Dense
+
+	// coefs caches the adaptive weights c_i: they depend only on the task models' features,
+	// which do not change between solves.
+	coefs []float64
 }
 
 // SiteRecord is one site's outcome in one solve.
@@ -372,7 +376,7 @@ func (mg *Merger) w0(s *Site) *mat.Dense {
 // solveSite solves one site from its Grams and stores the result in s.
 func (mg *Merger) solveSite(s *Site, g []gram.Grams) (SiteRecord, error) {
 	var w0 *mat.Dense
-	if mg.set.Adaptive || mg.set.Objective == merge.Full || mg.set.Method == "regmean" {
+	if (mg.set.Adaptive && s.coefs == nil) || mg.set.Objective == merge.Full {
 		w0 = mg.w0(s)
 	}
 	var res merge.SiteResult
@@ -382,7 +386,7 @@ func (mg *Merger) solveSite(s *Site, g []gram.Grams) (SiteRecord, error) {
 	} else {
 		res, err = merge.SolveIterIS(w0, s.Factors, g, merge.SolveOptions{
 			Objective: mg.set.Objective, Alpha1: mg.set.Alpha1, Alpha2: mg.set.Alpha2,
-			Adaptive: mg.set.Adaptive, Rank: mg.set.Rank, Seed: mg.set.Seed,
+			Adaptive: mg.set.Adaptive, Rank: mg.set.Rank, Seed: mg.set.Seed, Coefs: s.coefs,
 		})
 	}
 	if err != nil {
@@ -391,6 +395,9 @@ func (mg *Merger) solveSite(s *Site, g []gram.Grams) (SiteRecord, error) {
 	b, a := res.B, res.A
 	if mg.set.Objective != merge.Full {
 		b, a = dropMissing(s, b, a)
+	}
+	if mg.set.Adaptive {
+		s.coefs = res.Coefs
 	}
 	rec := SiteRecord{Residual: res.Residual, Coefs: res.Coefs, Weights: res.Weights, Method: res.Method}
 	if s.B != nil {
