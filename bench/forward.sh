@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# forward.sh: the CPU forward pass of iteris's Go engine next to PyTorch's, on the same machine, in
+# the same run, on the same generated Llama (hidden 1024, 8 layers, MLP 2816, 16 heads, 4 key/value
+# heads of 64, vocabulary 32000, untied lm_head: 155.7M parameters), 8 sequences of 128 tokens,
+# float32, logits of every token.
+#
+# 1. go test -bench 'Forward' generates the model into $ITERIS_BENCH_DIR (once; reused while the
+#    generator and config are unchanged), writes go_logits.safetensors there, and times
+#    BenchmarkForward100M and BenchmarkForwardTiny on gonum's pure-Go BLAS and on OpenBLAS.
+# 2. bench/forward_torch.py reads the same directory, checks its logits against Go's, and times
+#    the same batch with torch.set_num_threads($THREADS).
+#
+# Environment: ITERIS_BENCH_DIR (default ${TMPDIR:-/tmp}/iteris-bench-forward), PYTHON (default: the
+# first of /usr/bin/python3, python3 that imports torch), BENCHTIME (default 5x), RUNS (PyTorch
+# timed runs, default 5), THREADS (PyTorch threads, default 2).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export ITERIS_BENCH_DIR="${ITERIS_BENCH_DIR:-${TMPDIR:-/tmp}/iteris-bench-forward}"
+BENCHTIME="${BENCHTIME:-5x}"
+RUNS="${RUNS:-5}"
+THREADS="${THREADS:-2}"
+if [[ -z "${PYTHON:-}" ]]; then
+	for p in /usr/bin/python3 python3; do
+		if "$p" -c 'import torch, numpy' 2>/dev/null; then
+			PYTHON="$p"
+			break
+		fi
+	done
+fi
+if [[ -z "${PYTHON:-}" ]]; then
+	echo "forward.sh: no python3 with torch and numpy (apt-get install python3-torch python3-numpy)" >&2
+	exit 1
+fi
+if [[ -n "${ITERIS_BLAS:-}" ]]; then
+	echo "forward.sh: unset ITERIS_BLAS: it would force one backend on every sub-benchmark" >&2
+	exit 1
+fi
+
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+echo "== machine"
+lscpu | grep -E '^(Model name|CPU\(s\)|Thread|Core|Socket)' || true
+echo "go: $(go version)"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo "== go test -run '^\$' -bench 'Forward' -benchtime $BENCHTIME ./internal/model/  (ITERIS_BENCH_DIR=$ITERIS_BENCH_DIR)"
+go test -run '^$' -bench 'Forward' -benchtime "$BENCHTIME" -timeout 60m -v ./internal/model/ | tee "$out/go.txt"
+echo "load average after Go: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo "== $PYTHON bench/forward_torch.py $ITERIS_BENCH_DIR --threads $THREADS --runs $RUNS"
+"$PYTHON" bench/forward_torch.py "$ITERIS_BENCH_DIR" --threads "$THREADS" --runs "$RUNS" | tee "$out/torch.txt"
+echo "load average after PyTorch: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Benchmark lines look like: BenchmarkForward100M/gonum-2  5  123 ns/op  1.2 cpu-s/op  80 med-tok/s  79 tok/s
+metric() { # file-line metric-name
+	awk -v m="$2" '{for (i = 2; i <= NF; i++) if ($i == m) print $(i-1)}' <<<"$1"
+}
+echo
+echo "== 8 x 128 tokens, float32, logits of all tokens (forward of the 155.7M-parameter Llama)"
+printf '%-34s %12s %12s %12s\n' engine "tok/s(mean)" "tok/s(med)" "cpu-s/fwd"
+grep -E '^BenchmarkForward100M/' "$out/go.txt" | while read -r line; do
+	name="$(awk '{print $1}' <<<"$line")"
+	printf '%-34s %12s %12s %12s\n' "go ${name#BenchmarkForward100M/}" \
+		"$(metric "$line" tok/s)" "$(metric "$line" med-tok/s)" "$(metric "$line" cpu-s/op)"
+done
+line="$(grep '^RESULT torch' "$out/torch.txt")"
+printf '%-34s %12s %12s %12s\n' "pytorch ($THREADS threads)" \
+	"$(awk '{print $6}' <<<"$line")" "$(awk '{print $4}' <<<"$line")" "$(awk '{print $8}' <<<"$line")"
+grep '^check ' "$out/torch.txt" || true
