@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/iteris-dev/iteris/internal/adapter"
@@ -41,7 +40,7 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	if _, err := linalg.Init(*blas); err != nil {
 		return err
 	}
-	rep, err := progress.New(progress.Mode(*prog), os.Stderr)
+	rep, err := progress.New(progress.Mode(*prog), stderr)
 	if err != nil {
 		return fmt.Errorf("%w: --progress: %v", errUsage, err)
 	}

@@ -128,3 +128,46 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestMergeCommand(t *testing.T) {
+	cfg := "base_model: " + fixture + "/model\nmethod: iteris\nadapters:\n"
+	for _, n := range merge4 {
+		cfg += "  - {name: " + n + ", path: " + fixture + "/adapters/" + n + ", calibration: " + fixture + "/data/" + n + "/calib.jsonl}\n"
+	}
+	cfg += "parameters: {samples: 4, objective: full, schedule: jacobi, iterations: 2}\n"
+	dir := t.TempDir()
+	path := filepath.Join(dir, "merge.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"merge", path, out, "--progress", "json"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("merge: exit %d: %s", code, stderr.String())
+	}
+	kinds := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("--progress json printed a non-JSON line %q", line)
+		}
+		kinds[ev["event"].(string)]++
+	}
+	// Two phases per solve plus calibration; the 2-solve jacobi with objective full warns.
+	if kinds["phase_start"] != 3 || kinds["phase_end"] != 3 || kinds["warning"] != 1 || kinds["done"] != 1 {
+		t.Errorf("events %v: want 3 phases (calibration, solve 1/2, solve 2/2), 1 warning, done", kinds)
+	}
+	// The merged adapter evaluates like any adapter.
+	r := evalJSON(t, append([]string{"--adapter", out}, dataArgs("rev")...)...)
+	if r.Tasks["rev"].N != 120 {
+		t.Errorf("eval of the merged adapter: %+v", r)
+	}
+	// A second merge into the same directory needs --force.
+	stderr.Reset()
+	if code := run([]string{"merge", path, out, "--progress", "none"}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "--force") {
+		t.Errorf("merge into a non-empty OUT_DIR: exit %d, %q", code, stderr.String())
+	}
+	if code := run([]string{"merge", path, out, "--force", "--progress", "none"}, &stdout, &stderr); code != 0 {
+		t.Errorf("merge --force: exit %d: %s", code, stderr.String())
+	}
+}

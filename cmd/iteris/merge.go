@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/iteris-dev/iteris/internal/linalg"
@@ -26,7 +25,7 @@ func cmdMerge(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 2 {
 		return fmt.Errorf("%w: merge CONFIG.yaml OUT_DIR [--force] [--progress auto|bar|json|none]", errUsage)
 	}
-	rep, err := progress.New(progress.Mode(*prog), os.Stderr)
+	rep, err := progress.New(progress.Mode(*prog), stderr)
 	if err != nil {
 		return fmt.Errorf("%w: --progress: %v", errUsage, err)
 	}
@@ -40,7 +39,11 @@ func cmdMerge(args []string, stdout, stderr io.Writer) error {
 	if _, err := linalg.Init(*blas); err != nil {
 		return err
 	}
-	report, err := pipeline.Run(pipeline.Options{Spec: s, Out: pos[1], Force: *force, Progress: rep, Warnings: stderr,
+	var warnings io.Writer = stderr
+	if rep.Mode() == progress.JSON {
+		warnings = eventWriter{rep}
+	}
+	report, err := pipeline.Run(pipeline.Options{Spec: s, Out: pos[1], Force: *force, Progress: rep, Warnings: warnings,
 		Command: "iteris " + strings.Join(append([]string{"merge"}, args...), " "), Version: version})
 	if err != nil {
 		return err
@@ -52,4 +55,16 @@ func cmdMerge(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "merged %d adapters with %s into %s: %d modules, rank up to %d, %.1fs\n",
 		len(report.Tasks), report.Method, pos[1], report.Output.Modules, report.Output.MaxRank, report.Timings["total"])
 	return nil
+}
+
+// eventWriter turns each written line into a JSON-lines "warning" event.
+type eventWriter struct{ rep *progress.Reporter }
+
+func (w eventWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimSpace(string(p)), "\n") {
+		if line != "" {
+			w.rep.Event("warning", map[string]any{"message": strings.TrimPrefix(line, "warning: ")})
+		}
+	}
+	return len(p), nil
 }
