@@ -285,3 +285,42 @@ func addLowRank(w []float32, u LoRA, out, in int) {
 		}
 	}
 }
+
+// Shapes lists the linear modules a configuration implies, without loading any weights: it lets
+// adapters be checked against a base model before the heavy load.
+type Shapes struct {
+	shapes map[string][2]int
+}
+
+// ShapesOf returns the linear-module shapes of a model with configuration c.
+func ShapesOf(c Config) Shapes {
+	s := Shapes{shapes: map[string][2]int{}}
+	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	for l := 0; l < c.Layers; l++ {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		s.shapes[p+"self_attn.q_proj"] = [2]int{q, c.Hidden}
+		s.shapes[p+"self_attn.k_proj"] = [2]int{kv, c.Hidden}
+		s.shapes[p+"self_attn.v_proj"] = [2]int{kv, c.Hidden}
+		s.shapes[p+"self_attn.o_proj"] = [2]int{c.Hidden, q}
+		s.shapes[p+"mlp.gate_proj"] = [2]int{c.Intermediate, c.Hidden}
+		s.shapes[p+"mlp.up_proj"] = [2]int{c.Intermediate, c.Hidden}
+		s.shapes[p+"mlp.down_proj"] = [2]int{c.Hidden, c.Intermediate}
+	}
+	return s
+}
+
+// LinearShape reports the (out, in) shape of a linear module.
+func (s Shapes) LinearShape(name string) (out, in int, ok bool) {
+	sh, ok := s.shapes[name]
+	return sh[0], sh[1], ok
+}
+
+// LinearNames returns the names of all decoder linear modules, sorted.
+func (s Shapes) LinearNames() []string {
+	names := make([]string, 0, len(s.shapes))
+	for n := range s.shapes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
