@@ -145,7 +145,7 @@ func New(src Source) (*Tokenizer, error) {
 	if err := json.Unmarshal(src.Data, &file); err != nil {
 		return nil, l.decodeError(err)
 	}
-	t := &Tokenizer{path: name, unkID: -1, bos: -1, eos: -1, pad: -1, cache: make(map[string][]int)}
+	t := &Tokenizer{unkID: -1, bos: -1, eos: -1, pad: -1, cache: make(map[string][]int)}
 
 	if err := t.loadModel(l, file.Model); err != nil {
 		return nil, err

@@ -19,6 +19,17 @@
 // The split regexes of Llama 3 and Qwen2 use lookahead, which Go's regexp
 // cannot express; they run on github.com/dlclark/regexp2 (.NET semantics,
 // which agree with Oniguruma's on these patterns).
+//
+// Encode and Decode give the ids and text of the Hugging Face library
+// (checked against tokenizers 0.23.2 in the tests), with two deliberate
+// differences: Decode returns raw bytes where the library would replace
+// invalid UTF-8 with U+FFFD, and Encode accepts any Go string (invalid
+// bytes are encoded one by one). tokenizer.json's truncation and padding
+// settings are ignored, as transformers ignores them. The post-processor in
+// tokenizer.json decides what Encode(text, true) adds; tokenizer_config.json's
+// add_bos_token / add_eos_token build one only when post_processor is null
+// (what transformers v5 does). Files whose added_tokens ids differ from the
+// ids the library would assign them are refused rather than renumbered.
 package tokenizer
 
 import (
@@ -69,8 +80,6 @@ func (e *FieldError) Unwrap() error { return e.Err }
 // Tokenizer is a loaded byte-level BPE tokenizer. It is safe for concurrent
 // use by several goroutines.
 type Tokenizer struct {
-	path string
-
 	// Model.
 	vocab        map[string]int // byte-level token string -> id
 	rawVocab     map[string]int // token as raw bytes -> id (tokens made of byte-level chars only)

@@ -62,6 +62,7 @@ const strings = [
   'Hello  ',
   'HELLO WORLD hello world HeLLo WoRLD',
   '<tool_call>{"name": "f"}</tool_call>',
+  '<|im_end|>\u0338 and >\u0338 and e\u0301<|endoftext|>\u0301',
 ]
 
 // Variants of the Qwen3 file. Patches are applied by the Go test the same way
