@@ -379,14 +379,25 @@ func (mg *Merger) solveSite(s *Site, g []gram.Grams) (SiteRecord, error) {
 	if (mg.set.Adaptive && s.coefs == nil) || mg.set.Objective == merge.Full {
 		w0 = mg.w0(s)
 	}
+	rank := mg.set.Rank
+	if rank == 0 {
+		// auto: the sum of the ranks of the adapters that have this module (the zero
+		// placeholders of the others add nothing).
+		for i, f := range s.Factors {
+			if !s.Missing[i] {
+				r, _ := f.A.Dims()
+				rank += r
+			}
+		}
+	}
 	var res merge.SiteResult
 	var err error
 	if mg.set.Method == "regmean" {
-		res, err = merge.SolveRegMean(w0, s.Factors, g, mg.set.Reduce, mg.set.Rank)
+		res, err = merge.SolveRegMean(w0, s.Factors, g, mg.set.Reduce, rank)
 	} else {
 		res, err = merge.SolveIterIS(w0, s.Factors, g, merge.SolveOptions{
 			Objective: mg.set.Objective, Alpha1: mg.set.Alpha1, Alpha2: mg.set.Alpha2,
-			Adaptive: mg.set.Adaptive, Rank: mg.set.Rank, Seed: mg.set.Seed, Coefs: s.coefs,
+			Adaptive: mg.set.Adaptive, Rank: rank, Seed: mg.set.Seed, Coefs: s.coefs,
 		})
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
@@ -235,6 +236,64 @@ func TestJacobiReachesSweep(t *testing.T) {
 		t.Logf("%s: jacobi(16) vs sweep: worst relative difference %.3g", obj, worst)
 		if worst > 1e-5 {
 			t.Errorf("%s: jacobi with 16 solves differs from the sweep by %.3g relative", obj, worst)
+		}
+	}
+}
+
+// TestMissingModuleIsZeroUpdate checks that an adapter lacking a module merges exactly as the same
+// adapter with a zero update there, and that the output rank counts only real factors.
+func TestMissingModuleIsZeroUpdate(t *testing.T) {
+	base := loadBase(t)
+	calib := loadCalib(t)
+	isMLP := func(n string) bool { return strings.Contains(n, ".mlp.") }
+	attnOnly := subset(t, "upc", func(n string) bool { return !isMLP(n) }, nil)
+	zeroMLP := subset(t, "upc", func(string) bool { return true }, func(m *adapter.Module) {
+		if isMLP(m.Name) {
+			for i := range m.B {
+				m.B[i] = 0
+			}
+		}
+	})
+	load := func(dir string) *adapter.Adapter {
+		a, err := adapter.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	rev := load(filepath.Join(fixture, "adapters/rev"))
+	// One solve sees identical features in both cases; the second solve's features come from
+	// merged models whose factors are arranged differently, so float32 rounding enters.
+	for _, tc := range []struct {
+		obj   merge.Objective
+		iters int
+		tol   float64
+	}{{merge.Delta, 1, 1e-9}, {merge.Full, 1, 1e-9}, {merge.Delta, 2, 1e-5}, {merge.Full, 2, 1e-5}} {
+		obj := tc.obj
+		set := paperSettings(tc.iters)
+		set.Objective = obj
+		if obj == merge.Full {
+			// The full update is dense: compare it untruncated (rank auto would differ between the
+			// two on purpose: 8 where upc lacks the module, 16 where it has a zero one).
+			set.Rank = -1
+		}
+		tasks := func(upc *adapter.Adapter) []*Task {
+			return []*Task{{Name: "rev", Adapter: rev, Weight: 1, Seqs: calib.CalibTokens["rev"]},
+				{Name: "upc", Adapter: upc, Weight: 1, Seqs: calib.CalibTokens["upc"]}}
+		}
+		missing, _ := runMerger(t, base, tasks(load(attnOnly)), set)
+		zero, _ := runMerger(t, base, tasks(load(zeroMLP)), set)
+		for i, s := range missing.Sites() {
+			want := 16
+			if isMLP(s.Name) {
+				want = 8
+			}
+			if r, _ := s.A.Dims(); obj == merge.Delta && r != want {
+				t.Errorf("%s %s: output rank %d, want %d", obj, s.Name, r, want)
+			}
+			if e := relFrob(dense(s), dense(zero.Sites()[i])); e > tc.tol {
+				t.Errorf("%s %s: missing module and zero update differ by %.3g", obj, s.Name, e)
+			}
 		}
 	}
 }

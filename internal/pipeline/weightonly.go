@@ -49,6 +49,9 @@ func weightOnly(s *spec.Spec, tasks []*Task, base *model.Model, warn func(string
 		if rank == 0 {
 			rank = sumR
 		}
+		if rank < 0 { // output.rank: full keeps the dense update whole
+			rank = min(f[0].A.RawMatrix().Cols, f[0].B.RawMatrix().Rows)
+		}
 		var b, a *mat.Dense
 		var err error
 		switch s.Method {
