@@ -2,19 +2,23 @@ package pipeline
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/iteris-dev/iteris/internal/adapter"
+	"github.com/iteris-dev/iteris/internal/eval"
 	"github.com/iteris-dev/iteris/internal/merge"
 	"github.com/iteris-dev/iteris/internal/model"
 	"github.com/iteris-dev/iteris/internal/progress"
 	"github.com/iteris-dev/iteris/internal/safetensors"
+	"github.com/iteris-dev/iteris/internal/tokenizer"
 )
 
 const fixture = "../../testdata/tiny-skills"
@@ -296,4 +300,69 @@ func TestMissingModuleIsZeroUpdate(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCalibrationReproducesFixtureTokens builds the calibration sequences the way `iteris merge`
+// does (prompt + the adapter's greedy completion until EOS) and compares them with the fixture's
+// iteris_calib.json, which used len(answer)+1 completion tokens. The fixture lists the same 16
+// items in another order (Grams are sums, so order does not matter): compare as sorted sets.
+func TestCalibrationReproducesFixtureTokens(t *testing.T) {
+	base := loadBase(t)
+	calib := loadCalib(t)
+	tok, err := tokenizer.LoadDir(filepath.Join(fixture, "model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range fixtureTasks(t, base) {
+		items, err := eval.LoadJSONL(filepath.Join(fixture, "data", task.Name, "calib.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tm, err := base.WithLoRA(LoRAs(task.Adapter), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs, err := Calibrate(tm, tok, items, CalibOptions{Samples: 16, MaxNewTokens: 64, BatchSize: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want := sortedSeqs(seqs), sortedSeqs(calib.CalibTokens[task.Name])
+		if len(got) != 16 || len(want) != 16 {
+			t.Fatalf("%s: %d sequences, fixture %d", task.Name, len(got), len(want))
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("%s: calibration sequence %s, fixture %s", task.Name, got[i], want[i])
+			}
+		}
+	}
+}
+
+func TestJacobiToleranceStopsEarly(t *testing.T) {
+	base := loadBase(t)
+	set := paperSettings(5)
+	set.Tolerance = 10 // any change is below it: stop after the first comparison
+	_, recs := runMerger(t, base, fixtureTasks(t, base), set)
+	if len(recs) != 2 || recs[1].MaxRelChange == nil {
+		t.Fatalf("%d solves, want 2 (the first solve with a relative change stops)", len(recs))
+	}
+	set.Tolerance = 1e-12
+	_, recs = runMerger(t, base, fixtureTasks(t, base), set)
+	if len(recs) != 5 {
+		t.Fatalf("%d solves with a tiny tolerance, want all 5", len(recs))
+	}
+	for k := 1; k < 5; k++ {
+		if *recs[k].MaxRelChange <= 0 {
+			t.Errorf("solve %d: max relative change %v", k+1, *recs[k].MaxRelChange)
+		}
+	}
+}
+
+func sortedSeqs(seqs [][]int) []string {
+	out := make([]string, len(seqs))
+	for i, s := range seqs {
+		out[i] = fmt.Sprint(s)
+	}
+	sort.Strings(out)
+	return out
 }
