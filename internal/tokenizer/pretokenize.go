@@ -20,23 +20,30 @@ const matchTimeout = 30 * time.Second
 // byteLevelPre is the ByteLevel pre-tokenizer.
 type byteLevelPre struct {
 	addPrefixSpace bool
-	split          *regexp2.Regexp // GPT-2 pattern when use_regex, else nil
+	split          *splitter // GPT-2 pattern when use_regex, else nil
+}
+
+// splitter is a Split pre-tokenizer (behavior Isolated): a hand-written
+// scanner for the patterns models ship, regexp2 for any other.
+type splitter struct {
+	re   *regexp2.Regexp
+	scan scanner
 }
 
 // compileSplit compiles a split pattern with .NET semantics. regexp2 may
 // panic on some malformed patterns; that is turned into an error.
-func compileSplit(pattern string) (re *regexp2.Regexp, err error) {
+func compileSplit(pattern string) (sp *splitter, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			re, err = nil, errPanic{r}
+			sp, err = nil, errPanic{r}
 		}
 	}()
-	re, err = regexp2.Compile(pattern, regexp2.None)
+	re, err := regexp2.Compile(pattern, regexp2.None)
 	if err != nil {
 		return nil, err
 	}
 	re.MatchTimeout = matchTimeout
-	return re, nil
+	return &splitter{re: re, scan: fastScanners[pattern]}, nil
 }
 
 type errPanic struct{ v any }
@@ -76,12 +83,28 @@ func (t *Tokenizer) preTokenize(stage int, s string, word func(string)) {
 	word(s)
 }
 
-// splitIsolated calls piece for every match of re in s and every stretch
-// between matches, in order, skipping empty ones (Split with behavior
-// Isolated). Bytes that are not valid UTF-8 take part as U+FFFD but are
-// passed on unchanged. Should the regex engine fail (time-out), the rest of
-// s is passed on whole.
-func splitIsolated(re *regexp2.Regexp, s string, piece func(string)) {
+// splitIsolated calls piece for every match of the pattern in s and every
+// stretch between matches, in order, skipping empty ones (Split with
+// behavior Isolated). Bytes that are not valid UTF-8 take part as U+FFFD
+// but are passed on unchanged. Should the regex engine fail (time-out), the
+// rest of s is passed on whole.
+func splitIsolated(sp *splitter, s string, piece func(string)) {
+	if s == "" {
+		return
+	}
+	if sp.scan != nil {
+		for i := 0; i < len(s); {
+			n := sp.scan(s, i)
+			piece(s[i : i+n])
+			i += n
+		}
+		return
+	}
+	splitRegexp(sp.re, s, piece)
+}
+
+// splitRegexp is splitIsolated on regexp2.
+func splitRegexp(re *regexp2.Regexp, s string, piece func(string)) {
 	if s == "" {
 		return
 	}

@@ -63,6 +63,7 @@ const strings = [
   'HELLO WORLD hello world HeLLo WoRLD',
   '<tool_call>{"name": "f"}</tool_call>',
   '<|im_end|>\u0338 and >\u0338 and e\u0301<|endoftext|>\u0301',
+  "it'\u017fa it'Sa K'K x'LL y'Ve",
 ]
 
 // Variants of the Qwen3 file. Patches are applied by the Go test the same way
