@@ -6,20 +6,21 @@
 #
 # 1. go test -bench 'Forward' generates the model into $ITERIS_BENCH_DIR (once; reused while the
 #    generator and config are unchanged), writes go_logits.safetensors there, and times
-#    BenchmarkForward100M and BenchmarkForwardTiny on gonum's pure-Go BLAS and on OpenBLAS.
+#    BenchmarkForward100M and BenchmarkForwardTiny on gonum's pure-Go BLAS, on OpenBLAS with
+#    GOMAXPROCS threads and on OpenBLAS with one thread.
 # 2. bench/forward_torch.py reads the same directory, checks its logits against Go's, and times
-#    the same batch with torch.set_num_threads($THREADS).
+#    the same batch with torch.set_num_threads(N) for each N in $THREADS.
 #
 # Environment: ITERIS_BENCH_DIR (default ${TMPDIR:-/tmp}/iteris-bench-forward), PYTHON (default: the
 # first of /usr/bin/python3, python3 that imports torch), BENCHTIME (default 5x), RUNS (PyTorch
-# timed runs, default 5), THREADS (PyTorch threads, default 2).
+# timed runs, default 5), THREADS (PyTorch thread counts to run, default "2 1").
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 export ITERIS_BENCH_DIR="${ITERIS_BENCH_DIR:-${TMPDIR:-/tmp}/iteris-bench-forward}"
 BENCHTIME="${BENCHTIME:-5x}"
 RUNS="${RUNS:-5}"
-THREADS="${THREADS:-2}"
+THREADS="${THREADS:-2 1}"
 if [[ -z "${PYTHON:-}" ]]; then
 	for p in /usr/bin/python3 python3; do
 		if "$p" -c 'import torch, numpy' 2>/dev/null; then
@@ -49,9 +50,11 @@ echo "== go test -run '^\$' -bench 'Forward' -benchtime $BENCHTIME ./internal/mo
 go test -run '^$' -bench 'Forward' -benchtime "$BENCHTIME" -timeout 60m -v ./internal/model/ | tee "$out/go.txt"
 echo "load average after Go: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-echo "== $PYTHON bench/forward_torch.py $ITERIS_BENCH_DIR --threads $THREADS --runs $RUNS"
-"$PYTHON" bench/forward_torch.py "$ITERIS_BENCH_DIR" --threads "$THREADS" --runs "$RUNS" | tee "$out/torch.txt"
-echo "load average after PyTorch: $(cut -d' ' -f1-3 /proc/loadavg)"
+for t in $THREADS; do
+	echo "== $PYTHON bench/forward_torch.py $ITERIS_BENCH_DIR --threads $t --runs $RUNS"
+	"$PYTHON" bench/forward_torch.py "$ITERIS_BENCH_DIR" --threads "$t" --runs "$RUNS" | tee "$out/torch$t.txt"
+	echo "load average after PyTorch ($t threads): $(cut -d' ' -f1-3 /proc/loadavg)"
+done
 
 # Benchmark lines look like: BenchmarkForward100M/gonum-2  5  123 ns/op  1.2 cpu-s/op  80 med-tok/s  79 tok/s
 metric() { # file-line metric-name
@@ -60,12 +63,15 @@ metric() { # file-line metric-name
 echo
 echo "== 8 x 128 tokens, float32, logits of all tokens (forward of the 155.7M-parameter Llama)"
 printf '%-34s %12s %12s %12s\n' engine "tok/s(mean)" "tok/s(med)" "cpu-s/fwd"
-grep -E '^BenchmarkForward100M/' "$out/go.txt" | while read -r line; do
+grep -E '^BenchmarkForward100M/.*tok/s' "$out/go.txt" | while read -r line; do
 	name="$(awk '{print $1}' <<<"$line")"
-	printf '%-34s %12s %12s %12s\n' "go ${name#BenchmarkForward100M/}" \
+	name="${name#BenchmarkForward100M/}"
+	printf '%-34s %12s %12s %12s\n' "go ${name%-[0-9]*} (GOMAXPROCS ${name##*-})" \
 		"$(metric "$line" tok/s)" "$(metric "$line" med-tok/s)" "$(metric "$line" cpu-s/op)"
 done
-line="$(grep '^RESULT torch' "$out/torch.txt")"
-printf '%-34s %12s %12s %12s\n' "pytorch ($THREADS threads)" \
-	"$(awk '{print $6}' <<<"$line")" "$(awk '{print $4}' <<<"$line")" "$(awk '{print $8}' <<<"$line")"
-grep '^check ' "$out/torch.txt" || true
+for t in $THREADS; do
+	line="$(grep '^RESULT torch' "$out/torch$t.txt")"
+	printf '%-34s %12s %12s %12s\n' "pytorch (set_num_threads $t)" \
+		"$(awk '{print $6}' <<<"$line")" "$(awk '{print $4}' <<<"$line")" "$(awk '{print $8}' <<<"$line")"
+done
+grep -h '^check ' "$out/torch${THREADS%% *}.txt" || true

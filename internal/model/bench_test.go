@@ -63,26 +63,43 @@ func loadBenchModel(b *testing.B, dir string) *model.Model {
 	return m
 }
 
-// blasModes are the backends every forward benchmark runs on.
-var blasModes = []string{linalg.ModeGonum, linalg.ModeOpenBLAS}
+// blasSetup is one BLAS configuration the forward benchmarks run on.
+type blasSetup struct {
+	name    string // sub-benchmark name
+	mode    string // linalg.Init mode
+	threads int    // OpenBLAS threads; 0 means GOMAXPROCS
+}
 
-// useBLAS installs mode for the rest of b and restores gonum afterwards. It skips b when OpenBLAS
-// is not installed, and fails it when ITERIS_BLAS overrides the requested mode.
-func useBLAS(b *testing.B, mode string) linalg.Backend {
+// blasSetups: gonum's pure Go BLAS, OpenBLAS on GOMAXPROCS threads, and OpenBLAS on one thread
+// (the Go engine still runs attention heads on GOMAXPROCS goroutines).
+var blasSetups = []blasSetup{
+	{"gonum", linalg.ModeGonum, 0},
+	{"openblas", linalg.ModeOpenBLAS, 0},
+	{"openblas_1thread", linalg.ModeOpenBLAS, 1},
+}
+
+// useBLAS installs s for the rest of b and restores gonum afterwards. It skips b when OpenBLAS is
+// not installed, and fails it when ITERIS_BLAS overrides the requested mode.
+func useBLAS(b *testing.B, s blasSetup) linalg.Backend {
 	b.Helper()
-	be, err := linalg.Init(mode)
+	be, err := linalg.Init(s.mode)
 	if err != nil {
-		b.Skipf("backend %s unavailable: %v", mode, err)
+		b.Skipf("backend %s unavailable: %v", s.mode, err)
 	}
 	b.Cleanup(func() {
+		be.SetThreads(runtime.GOMAXPROCS(0))
 		if _, err := linalg.Init(linalg.ModeGonum); err != nil {
 			b.Errorf("restoring the gonum backend: %v", err)
 		}
 	})
-	if be.Name() != mode {
-		b.Fatalf("asked for BLAS backend %s, got %s (unset %s to compare backends)", mode, be.Name(), linalg.EnvBLAS)
+	if be.Name() != s.mode {
+		b.Fatalf("asked for BLAS backend %s, got %s (unset %s to compare backends)", s.mode, be.Name(), linalg.EnvBLAS)
 	}
-	be.SetThreads(runtime.GOMAXPROCS(0))
+	threads := s.threads
+	if threads == 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	be.SetThreads(threads)
 	return be
 }
 
@@ -143,9 +160,9 @@ func BenchmarkForward100M(b *testing.B) {
 	if err := writeCheckLogits(b, m, dir, seqs); err != nil {
 		b.Fatal(err)
 	}
-	for _, mode := range blasModes {
-		b.Run(mode, func(b *testing.B) {
-			b.Log(useBLAS(b, mode))
+	for _, s := range blasSetups {
+		b.Run(s.name, func(b *testing.B) {
+			b.Log(useBLAS(b, s))
 			benchForward(b, m, seqs)
 		})
 	}
@@ -156,9 +173,9 @@ func BenchmarkForward100M(b *testing.B) {
 func BenchmarkForwardTiny(b *testing.B) {
 	m := loadBenchModel(b, filepath.Join(fixture, "model"))
 	seqs := randomSeqs(len(benchTinyLens), benchTinyLens, m.Config.Vocab, 3)
-	for _, mode := range blasModes {
-		b.Run(mode, func(b *testing.B) {
-			useBLAS(b, mode)
+	for _, s := range blasSetups {
+		b.Run(s.name, func(b *testing.B) {
+			useBLAS(b, s)
 			benchForward(b, m, seqs)
 		})
 	}
@@ -176,7 +193,7 @@ func writeCheckLogits(b *testing.B, m *model.Model, dir string, bench [][]int) e
 		rows += len(s)
 	}
 	var tensors []safetensors.Tensor
-	for _, mode := range blasModes {
+	for _, mode := range []string{linalg.ModeGonum, linalg.ModeOpenBLAS} {
 		be, err := linalg.Init(mode)
 		if err != nil || be.Name() != mode {
 			continue
