@@ -47,40 +47,29 @@ func DefaultRcond(n int) float64 {
 }
 
 // CholeskySolve solves H X = B for symmetric positive definite H (n×n) and
-// B (n×nrhs) with LAPACK potrf and potrs (no condition estimate by
-// LAPACK; a cheap estimate by inverse iteration is made here). It returns
-// ErrNotPositiveDefinite when potrf fails and ErrSingular when H is
-// positive definite only to working precision (estimated reciprocal
-// condition number below DefaultRcond(n)). H and B are not modified.
+// B (n×nrhs) with LAPACK potrf and potrs, without LAPACK's condition
+// estimate. It returns ErrNotPositiveDefinite when potrf fails, and
+// ErrSingular when H is positive definite only to working precision: a
+// cheap estimate of its reciprocal condition number (two steps of inverse
+// iteration on estimateBlock vectors, the first solved together with B)
+// falls below DefaultRcond(n). H and B are not modified.
 func CholeskySolve(h *mat.SymDense, b *mat.Dense) (*mat.Dense, error) {
-	u, err := choleskyFactor(h, b)
+	n, err := checkSystem(h, b)
 	if err != nil {
 		return nil, err
 	}
-	x := mat.DenseCopyOf(b)
-	lapack64.Potrs(u, x.RawMatrix())
-	return x, nil
-}
-
-// choleskyFactor checks the operands and returns the upper Cholesky factor
-// of h.
-func choleskyFactor(h *mat.SymDense, b *mat.Dense) (blas64.Triangular, error) {
-	n, err := checkSystem(h, b)
-	if err != nil {
-		return blas64.Triangular{}, err
-	}
-	s := symCopy(h)
 	normF := mat.Norm(h, 2) // Frobenius norm, an upper bound of the 2-norm
-	u, ok := lapack64.Potrf(s)
+	u, ok := lapack64.Potrf(symCopy(h))
 	if !ok {
-		return blas64.Triangular{}, fmt.Errorf("%w: potrf failed for the %d×%d matrix", ErrNotPositiveDefinite, n, n)
+		return nil, fmt.Errorf("%w: potrf failed for the %d×%d matrix", ErrNotPositiveDefinite, n, n)
 	}
-	invNorm := invNormEstimate(n, func(x blas64.General) { lapack64.Potrs(u, x) }, nil)
+	solve := func(x blas64.General) { lapack64.Potrs(u, x) }
+	x, invNorm := solveWithEstimate(n, b, solve, solve)
 	if rc := 1 / (normF * invNorm); !(rc >= DefaultRcond(n)) {
-		return blas64.Triangular{}, fmt.Errorf("%w: %d×%d matrix is positive definite only to working precision (estimated rcond %.3g < %.3g)",
+		return nil, fmt.Errorf("%w: %d×%d matrix is positive definite only to working precision (estimated rcond %.3g < %.3g)",
 			ErrSingular, n, n, rc, DefaultRcond(n))
 	}
-	return u, nil
+	return x, nil
 }
 
 // LUSolve solves A X = B for square A (n×n) and B (n×nrhs) with LAPACK
@@ -88,12 +77,15 @@ func choleskyFactor(h *mat.SymDense, b *mat.Dense) (blas64.Triangular, error) {
 // estimated reciprocal condition number below DefaultRcond(n). A and B are
 // not modified.
 func LUSolve(a *mat.Dense, b *mat.Dense) (*mat.Dense, error) {
+	if a == nil || b == nil || a.IsEmpty() || b.IsEmpty() {
+		return nil, fmt.Errorf("%w: empty or nil A or B", ErrShape)
+	}
 	r, c := a.Dims()
 	if r != c {
 		return nil, fmt.Errorf("%w: A is %d×%d, want square", ErrShape, r, c)
 	}
 	br, _ := b.Dims()
-	if r == 0 || br != r {
+	if br != r {
 		return nil, fmt.Errorf("%w: A is %d×%d but B has %d rows", ErrShape, r, c, br)
 	}
 	if !finiteDense(a) || !finiteDense(b) {
@@ -106,14 +98,12 @@ func LUSolve(a *mat.Dense, b *mat.Dense) (*mat.Dense, error) {
 	if !lapack64.Getrf(raw, ipiv) {
 		return nil, fmt.Errorf("%w: %d×%d matrix has an exactly zero pivot", ErrSingular, n, n)
 	}
-	invNorm := invNormEstimate(n,
+	x, invNorm := solveWithEstimate(n, b,
 		func(x blas64.General) { lapack64.Getrs(blas.NoTrans, raw, x, ipiv) },
 		func(x blas64.General) { lapack64.Getrs(blas.Trans, raw, x, ipiv) })
-	if rc := 1 / (mat.Norm(a, 2) * invNorm); /* Frobenius norm */ !(rc >= DefaultRcond(n)) {
+	if rc := 1 / (mat.Norm(a, 2) * invNorm); !(rc >= DefaultRcond(n)) { // Frobenius norm
 		return nil, fmt.Errorf("%w: %d×%d matrix (estimated rcond %.3g < %.3g)", ErrSingular, n, n, rc, DefaultRcond(n))
 	}
-	x := mat.DenseCopyOf(b)
-	lapack64.Getrs(blas.NoTrans, raw, x.RawMatrix(), ipiv)
 	return x, nil
 }
 
@@ -245,68 +235,71 @@ func symCopy(h *mat.SymDense) blas64.Symmetric {
 	return s
 }
 
-// estimateBlock is the number of vectors iterated together when estimating
-// the norm of an inverse; invIterations is how many times they are applied.
-const (
-	estimateBlock = 4
-	invIterations = 3
-)
+// estimateBlock is the number of random vectors used to estimate the
+// norm of an inverse.
+const estimateBlock = 4
 
-// invNormEstimate estimates ||M⁻¹||₂ by block inverse iteration from a
-// fixed pseudo-random start: solve(X) overwrites X with M⁻¹X and solveT,
-// when not nil, with M⁻ᵀX (then M⁻ᵀM⁻¹ is iterated). The estimate is a
-// lower bound that is usually within a small factor; +Inf when a solve
-// overflows.
-func invNormEstimate(n int, solve, solveT func(blas64.General)) float64 {
+// solveWithEstimate returns X = M⁻¹B and an estimate of ||M⁻¹||₂.
+// solve overwrites its argument with M⁻¹ times it, solveT with M⁻ᵀ times
+// it. The estimate takes two steps of (block) inverse iteration from fixed
+// pseudo-random unit vectors Z: the first, M⁻¹Z, is solved together with
+// B; the second applies M⁻ᵀ (for symmetric M, solveT is solve). It is a
+// lower bound, usually within a small factor; +Inf when a solve overflows.
+func solveWithEstimate(n int, b *mat.Dense, solve, solveT func(blas64.General)) (*mat.Dense, float64) {
+	_, nrhs := b.Dims()
 	k := min(estimateBlock, n)
-	x := blas64.General{Rows: n, Cols: k, Stride: k, Data: make([]float64, n*k)}
+	w := nrhs + k
+	all := blas64.General{Rows: n, Cols: w, Stride: w, Data: make([]float64, n*w)}
 	rng := rand.New(rand.NewPCG(0x17e415, uint64(n)))
-	for i := range x.Data {
-		x.Data[i] = rng.NormFloat64()
-	}
-	colNorms := func() []float64 {
-		nrm := make([]float64, k)
-		for i := 0; i < n; i++ {
-			for j, v := range x.Data[i*k : i*k+k] {
-				nrm[j] += v * v
-			}
+	z := blas64.General{Rows: n, Cols: k, Stride: w, Data: all.Data[nrhs:]}
+	for i := 0; i < n; i++ {
+		copy(all.Data[i*w:i*w+nrhs], b.RawRowView(i))
+		for j := 0; j < k; j++ {
+			z.Data[i*w+j] = rng.NormFloat64()
 		}
-		for j := range nrm {
-			nrm[j] = math.Sqrt(nrm[j])
-		}
-		return nrm
 	}
-	normalize := func(nrm []float64) {
-		for i := 0; i < n; i++ {
-			row := x.Data[i*k : i*k+k]
-			for j := range row {
+	normalizeCols(z)
+	solve(all)
+	x := mat.NewDense(n, nrhs, nil)
+	for i := 0; i < n; i++ {
+		copy(x.RawRowView(i), all.Data[i*w:i*w+nrhs])
+	}
+	// The first step's growth is a lower bound of ||M⁻¹||; the second,
+	// from the normalised first iterate, is usually much closer.
+	est1 := normalizeCols(z)
+	solveT(z)
+	est2 := normalizeCols(z)
+	est := math.Max(est1, est2)
+	if math.IsNaN(est) {
+		est = math.Inf(1)
+	}
+	return x, est
+}
+
+// normalizeCols scales each column of x to unit 2-norm and returns the
+// largest norm before scaling (+Inf if a column overflowed).
+func normalizeCols(x blas64.General) float64 {
+	nrm := make([]float64, x.Cols)
+	for i := 0; i < x.Rows; i++ {
+		for j, v := range x.Data[i*x.Stride : i*x.Stride+x.Cols] {
+			nrm[j] += v * v
+		}
+	}
+	var largest float64
+	for j := range nrm {
+		nrm[j] = math.Sqrt(nrm[j])
+		if math.IsNaN(nrm[j]) || math.IsInf(nrm[j], 0) {
+			return math.Inf(1)
+		}
+		largest = max(largest, nrm[j])
+	}
+	for i := 0; i < x.Rows; i++ {
+		row := x.Data[i*x.Stride : i*x.Stride+x.Cols]
+		for j := range row {
+			if nrm[j] > 0 {
 				row[j] /= nrm[j]
 			}
 		}
 	}
-	normalize(colNorms())
-	var est float64
-	for it := 0; it < invIterations; it++ {
-		solve(x)
-		if solveT != nil {
-			solveT(x)
-		}
-		nrm := colNorms()
-		for _, v := range nrm {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return math.Inf(1)
-			}
-			if solveT != nil {
-				v = math.Sqrt(v)
-			}
-			est = max(est, v)
-		}
-		for _, v := range nrm {
-			if v == 0 {
-				return est
-			}
-		}
-		normalize(nrm)
-	}
-	return est
+	return largest
 }

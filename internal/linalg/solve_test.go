@@ -109,6 +109,7 @@ func TestLUSolve(t *testing.T) {
 	}{
 		{"not square", randDense(rng, 3, 4), randDense(rng, 3, 1), ErrShape},
 		{"rows mismatch", randDense(rng, 3, 3), randDense(rng, 4, 1), ErrShape},
+		{"empty A", &mat.Dense{}, randDense(rng, 4, 1), ErrShape},
 		{"zero column", zeroCol, randDense(rng, 30, 2), ErrSingular},
 		{"rank 1", rank1, randDense(rng, 40, 2), ErrSingular},
 		{"NaN", mat.NewDense(1, 1, []float64{math.NaN()}), randDense(rng, 1, 1), ErrNotFinite},
