@@ -123,9 +123,11 @@ func benchForward(b *testing.B, m *model.Model, seqs [][]int) {
 	forward()
 	var times []time.Duration
 	cpu0 := cpuTime(b)
-	// The label marks the timed passes (and the goroutines they start) in a -cpuprofile, so
-	// `go tool pprof -tagfocus=bench=forward` leaves out generation, loading and warm-up.
-	pprof.Do(context.Background(), pprof.Labels("bench", "forward"), func(context.Context) {
+	// The label marks the timed passes (and the goroutines they start) in a -cpuprofile with the
+	// benchmark's name, so `go tool pprof -tagfocus=bench=BenchmarkForward100M/gonum` leaves out
+	// generation, loading, warm-up and the other sub-benchmarks. (OpenBLAS's own threads are not
+	// Go threads and carry no label.)
+	pprof.Do(context.Background(), pprof.Labels("bench", b.Name()), func(context.Context) {
 		for b.Loop() {
 			t0 := time.Now()
 			forward()
