@@ -21,12 +21,12 @@ import (
 )
 
 // The forward benchmarks time Model.Forward with the logits of every token (what a PyTorch
-// LlamaForCausalLM forward computes), once on each BLAS backend linalg can install. They report
-// tok/s (tokens of the batch times iterations over the timed wall time), med-tok/s (tokens
-// over the median iteration) and cpu-s/op (user+system CPU seconds of the process per iteration,
-// which stays meaningful when other processes compete for the cores). bench/forward.sh runs them next to bench/forward_torch.py, which
-// reads the same generated model from ITERIS_BENCH_DIR and checks its logits against the
-// go_logits.safetensors file BenchmarkForward100M writes there.
+// LlamaForCausalLM forward computes) on each configuration of blasSetups. They report tok/s
+// (tokens of the batch times iterations over the timed wall time), med-tok/s (tokens over the
+// median iteration) and cpu-s/op (user+system CPU seconds of the process per iteration, which
+// stays meaningful when other processes compete for the cores). bench/forward.sh runs them next
+// to bench/forward_torch.py, which reads the same generated model from ITERIS_BENCH_DIR and
+// checks its logits against the go_logits.safetensors file BenchmarkForward100M writes there.
 
 // Batches of the benchmarks.
 var (
