@@ -10,6 +10,7 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
+	"gonum.org/v1/gonum/blas/gonum"
 )
 
 // Point names a place inside a decoder layer where linear-module inputs are observed. Modules that
@@ -370,6 +371,9 @@ func applyRope(x []float32, st *State, heads, headDim int) {
 	}
 }
 
+// smallBLAS runs the attention's per-head products (see attention).
+var smallBLAS gonum.Implementation
+
 // kvCache holds, for every layer and sequence, the keys and values of all positions so far.
 type kvCache struct {
 	k, v [][][]float32 // [layer][seq] -> positions x kvHeads*headDim
@@ -431,7 +435,9 @@ func (m *Model) attention(l int, st *State, q, k, v []float32) []float32 {
 				Q := blas32.General{Rows: n, Cols: d, Stride: qw, Data: q[o*qw+h*d:]}
 				K := blas32.General{Rows: L, Cols: d, Stride: kw, Data: keys[s][kv*d:]}
 				V := blas32.General{Rows: L, Cols: d, Stride: kw, Data: vals[s][kv*d:]}
-				blas32.Gemm(blas.NoTrans, blas.Trans, scale, Q, K, 0, S)
+				// The per-head products are small and already run in parallel across heads:
+				// gonum's own kernel avoids a threaded BLAS's per-call overhead here.
+				smallBLAS.Sgemm(blas.NoTrans, blas.Trans, n, L, d, scale, Q.Data, Q.Stride, K.Data, K.Stride, 0, S.Data, S.Stride)
 				for i := 0; i < n; i++ {
 					row := S.Data[i*L : (i+1)*L]
 					lim := start + i + 1 // causal: positions < lim are visible
@@ -456,7 +462,7 @@ func (m *Model) attention(l int, st *State, q, k, v []float32) []float32 {
 					}
 				}
 				Out := blas32.General{Rows: n, Cols: d, Stride: qw, Data: out[o*qw+h*d:]}
-				blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, S, V, 0, Out)
+				smallBLAS.Sgemm(blas.NoTrans, blas.NoTrans, n, d, L, 1, S.Data, S.Stride, V.Data, V.Stride, 0, Out.Data, Out.Stride)
 			}
 		}()
 	}
