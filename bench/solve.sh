@@ -9,13 +9,19 @@
 # 2. bench/solve_numpy.py does the same steps with NumPy (SciPy's potrf/potrs and in-place
 #    dsyrk/dgemm when SciPy imports), between the two Go runs so that the two fast runs are close
 #    in time.
-# 3. The three are printed side by side: seconds per op and GFLOP/s from one nominal flop count.
+# 3. The three are printed side by side: seconds per op (median / min over the measurements) and
+#    GFLOP/s from one nominal flop count (bench/solve_numpy.py solve_flops, gram_flops).
 #
 # Threads: GOMAXPROCS and OPENBLAS_NUM_THREADS are set to $THREADS for every command, and NumPy's
 # BLAS is limited to $THREADS with threadpoolctl. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which
 # some machines here set for older OpenBLAS builds, are removed from each benchmark command (Go's
 # OpenBLAS and NumPy's are the same library, so both pick the same kernel; the Go log and
 # threadpoolctl print which); KEEP_OPENBLAS_ENV=1 keeps them.
+#
+# CPUDIFF=1 also measures Go's CPU seconds per op, which a loaded machine changes much less than
+# wall time: each benchmark's test binary runs under /usr/bin/time with -benchtime 1x and 5x
+# (1 and 6 ops, the same set-up), and the difference of user+sys is divided by 5. NumPy prints its
+# own cpu-s per run. Needs /usr/bin/time (Debian package time).
 #
 # Environment: PYTHON (default /usr/bin/python3, Debian's python3-numpy; the pyenv python3 on PATH
 # has no NumPy), BENCHTIME (go -benchtime, default 3x), COUNT (go -count, default 1), RUNS (NumPy
@@ -89,6 +95,32 @@ for be in $BACKENDS; do
 done
 if [[ $first == 1 ]]; then
 	numpybench
+fi
+
+cpudiff() { # backend
+	local bin
+	echo
+	echo "== CPU seconds per op, ITERIS_BLAS=$1: (user+sys at -benchtime 5x - at 1x) / 5"
+	for pkg in merge gram; do
+		go test -c -o "$out/$pkg.test" "./internal/$pkg/"
+	done
+	for spec in 'merge ^BenchmarkSolveIterISDelta4096$/^adaptive$ solve/adaptive' \
+		'merge ^BenchmarkSolveIterISDelta4096$/^given-coefs$ solve/given-coefs' \
+		'gram ^BenchmarkAdd4096$ gram/add'; do
+		read -r bin re name <<<"$spec"
+		for bt in 1x 5x; do
+			ITERIS_BLAS="$1" "${clean[@]}" /usr/bin/time -o "$out/time-$bt" -f '%U %S' \
+				"$out/$bin.test" -test.run '^$' -test.bench "$re" -test.benchtime "$bt" >/dev/null
+		done
+		awk -v n="$name" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'NR == FNR {a = $1 + $2; next}
+			{printf "CPU go %-20s %.2f cpu-s/op  (load %s)\n", n, ($1 + $2 - a) / 5, load}' \
+			"$out/time-1x" "$out/time-5x"
+	done
+}
+if [[ "${CPUDIFF:-0}" == 1 ]]; then
+	for be in $BACKENDS; do
+		cpudiff "$be"
+	done
 fi
 
 "$PYTHON" bench/solve_numpy.py --only none "${gofiles[@]}" --numpy "$out/numpy.txt"

@@ -317,7 +317,7 @@ def report(name, measured, flops, results):
     times, cpu = measured
     med = statistics.median(times)
     mean = statistics.fmean(times)
-    results[name] = dict(median=med, mean=mean, min=min(times), flops=flops)
+    results[name] = dict(median=med, mean=mean, min=min(times), flops=flops, runs=list(times))
     print(f"RESULT {name:<20} median {med:8.3f} s  mean {mean:8.3f} s  min {min(times):8.3f} s"
           f"  {flops / med / 1e9:7.1f} GFLOP/s (nominal {flops / 1e9:.1f} GFLOP)"
           f"  runs {' '.join(f'{t:.3f}' for t in times)}"
@@ -357,31 +357,29 @@ def parse_numpy(path):
         for line in f:
             fields = line.split()
             if len(fields) > 3 and fields[0] == "RESULT" and fields[2] == "median":
-                out[fields[1]] = dict(median=float(fields[3]))
+                runs = fields[fields.index("runs") + 1:fields.index("cpu-s")] if "runs" in fields else [fields[3]]
+                out[fields[1]] = dict(median=float(fields[3]), runs=[float(v) for v in runs])
     return out
 
 
 def table(go_files, results):
-    cols = [(label, parse_go(path)) for label, path in go_files]
+    cols = [("go " + label, parse_go(path)) for label, path in go_files]
+    cols.append(("numpy", {k: v["runs"] for k, v in results.items()}))
     names = ["solve/adaptive", "solve/given-coefs", "gram/add"]
     flops = {"solve/adaptive": solve_flops(True), "solve/given-coefs": solve_flops(False), "gram/add": gram_flops()}
-    head = f"{'benchmark':<20}" + "".join(f"{'go ' + lab:>24}" for lab, _ in cols) + f"{'numpy (median)':>24}"
-    print("\nseconds per op (GFLOP/s, nominal); Go: mean of the -benchtime runs (median over -count)")
-    print(head)
+    print("\nseconds per op: median / min over the measurements (GFLOP/s at the median, nominal flops).")
+    print("Go: one measurement per -count, each the mean of its -benchtime runs; NumPy: one per timed run.")
+    print(f"{'benchmark':<20}" + "".join(f"{lab:>28}" for lab, _ in cols))
     for name in names:
         row = f"{name:<20}"
         for _, got in cols:
             vals = got.get(name, [])
             if vals:
-                v = statistics.median(vals)
-                row += f"{f'{v:.3f} ({flops[name] / v / 1e9:.1f})':>24}"
+                med = statistics.median(vals)
+                cell = f"{med:.3f} / {min(vals):.3f} ({flops[name] / med / 1e9:.1f})"
             else:
-                row += f"{'-':>24}"
-        if name in results:
-            v = results[name]["median"]
-            row += f"{f'{v:.3f} ({flops[name] / v / 1e9:.1f})':>24}"
-        else:
-            row += f"{'-':>24}"
+                cell = "-"
+            row += f"{cell:>28}"
         print(row)
 
 
