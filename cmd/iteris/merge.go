@@ -39,7 +39,7 @@ func cmdMerge(args []string, stdout, stderr io.Writer) error {
 	if _, err := linalg.Init(*blas); err != nil {
 		return err
 	}
-	var warnings io.Writer = stderr
+	warnings := stderr
 	if rep.Mode() == progress.JSON {
 		warnings = eventWriter{rep}
 	}

@@ -453,11 +453,11 @@ func ParseConfig(data []byte, file string) (Config, error) {
 			return c, bad("exclude_modules", "%v", err)
 		}
 	}
-	if s, _, err := getString("base_model_name_or_path"); err != nil {
+	s, _, err := getString("base_model_name_or_path")
+	if err != nil {
 		return c, err
-	} else {
-		c.BaseModelNameOrPath = s
 	}
+	c.BaseModelNameOrPath = s
 	if c.m, err = c.compile(file); err != nil {
 		return c, err
 	}

@@ -426,14 +426,14 @@ func (mg *Merger) solveSite(s *Site, g []gram.Grams) (SiteRecord, error) {
 // dropMissing removes the zero-rank columns that stand for tasks lacking the module, when the
 // output is the concatenation [B_1 ... B_N] (the delta objective at full rank).
 func dropMissing(s *Site, b, a *mat.Dense) (*mat.Dense, *mat.Dense) {
-	any := false
+	hasMissing := false
 	R := 0
 	for i, f := range s.Factors {
 		r, _ := f.A.Dims()
 		R += r
-		any = any || s.Missing[i]
+		hasMissing = hasMissing || s.Missing[i]
 	}
-	if !any {
+	if !hasMissing {
 		return b, a
 	}
 	if k, _ := a.Dims(); k != R {
@@ -551,7 +551,7 @@ func (mg *Merger) RunSweep() ([]SolveRecord, error) {
 		// Task-side features of the whole layer (they do not depend on the merge).
 		xs := make([][model.NumPoints][]float32, len(sts))
 		for si, s := range sts {
-			mg.taskMods[s.task].RunLayer(l, s.T, func(_ int, p model.Point, x []float32, rows int) {
+			mg.taskMods[s.task].RunLayer(l, s.T, func(_ int, p model.Point, x []float32, _ int) {
 				if need[p] {
 					xs[si][p] = append([]float32(nil), x...)
 				}

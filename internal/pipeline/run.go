@@ -116,15 +116,15 @@ func Run(opt Options) (*Report, error) {
 	report := &Report{Version: opt.Version, Method: s.Method, Settings: s.Canonical(),
 		Inputs: Inputs{BaseModel: s.BaseModel, Files: in.hashes}, Timings: timings}
 
-	// Heavy work from here on.
-	t1 := time.Now()
-	base, err := model.Load(s.BaseModel)
-	if err != nil {
-		return nil, err
-	}
-	timings["load"] = time.Since(t1).Seconds()
+	// Heavy work from here on. Weight-only merges never need the base weights.
 	var mods []*adapter.Module
 	if s.DataAware() {
+		t1 := time.Now()
+		base, err := model.Load(s.BaseModel)
+		if err != nil {
+			return nil, err
+		}
+		timings["load"] = time.Since(t1).Seconds()
 		t2 := time.Now()
 		ph := rep.Phase("calibration", len(in.tasks))
 		for i, t := range in.tasks {
@@ -177,7 +177,7 @@ func Run(opt Options) (*Report, error) {
 		mods = mg.Result()
 	} else {
 		t3 := time.Now()
-		mods, err = weightOnly(s, in.tasks, base, warn)
+		mods, err = weightOnly(s, in.tasks, warn)
 		if err != nil {
 			return nil, err
 		}

@@ -8,12 +8,11 @@ import (
 
 	"github.com/iteris-dev/iteris/internal/adapter"
 	"github.com/iteris-dev/iteris/internal/merge"
-	"github.com/iteris-dev/iteris/internal/model"
 	"github.com/iteris-dev/iteris/internal/spec"
 )
 
 // weightOnly runs a merge that needs no data, site by site.
-func weightOnly(s *spec.Spec, tasks []*Task, base *model.Model, warn func(string, ...any)) ([]*adapter.Module, error) {
+func weightOnly(s *spec.Spec, tasks []*Task, warn func(string, ...any)) ([]*adapter.Module, error) {
 	p := s.Parameters
 	names := map[string]bool{}
 	for _, t := range tasks {

@@ -46,9 +46,9 @@ func isOther(r rune) bool { return r >= 0 && !isS(r) && !isL(r) && !isN(r) } // 
 func isNL(r rune) bool    { return r == '\r' || r == '\n' }
 
 // run returns the end of the run of runes matching f from i, taking at
-// most max runes (max < 0: no limit).
-func run(s string, i int, f func(rune) bool, max int) int {
-	for n := 0; max < 0 || n < max; n++ {
+// most limit runes (limit < 0: no limit).
+func run(s string, i int, f func(rune) bool, limit int) int {
+	for n := 0; limit < 0 || n < limit; n++ {
 		r, w := runeAt(s, i)
 		if w == 0 || !f(r) {
 			break
