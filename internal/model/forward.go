@@ -192,10 +192,9 @@ func (m *Model) layer(l int, st *State, obs Observer, until Point) []float32 {
 	if until == PointO {
 		return nil
 	}
-	h := linear(L.O, ao, T)
-	for i := range h {
-		h[i] += st.H[i]
-	}
+	// Residual connections are accumulated by the products themselves (beta = 1).
+	h := append([]float32(nil), st.H...)
+	linearInto(L.O, ao, T, h, 1)
 	rmsNorm(xn, h, L.PostNorm, c.Hidden, c.RMSNormEps)
 	if obs != nil {
 		obs(l, PointMLP, xn, T)
@@ -214,11 +213,8 @@ func (m *Model) layer(l int, st *State, obs Observer, until Point) []float32 {
 	if until == PointDown {
 		return nil
 	}
-	d := linear(L.Down, g, T)
-	for i := range d {
-		d[i] += h[i]
-	}
-	return d
+	linearInto(L.Down, g, T, h, 1)
+	return h
 }
 
 // FinalNorm returns the final RMSNorm of the residual stream, rows x hidden.
@@ -295,9 +291,15 @@ func (m *Model) Forward(seqs [][]int, opt ForwardOptions) (*Output, error) {
 // linear computes x W^T + bias + sum Scale (x A^T) B^T for rows rows of x.
 func linear(l *Linear, x []float32, rows int) []float32 {
 	y := make([]float32, rows*l.Out)
+	linearInto(l, x, rows, y, 0)
+	return y
+}
+
+// linearInto computes y = beta*y + x W^T + bias + sum Scale (x A^T) B^T (beta 0 or 1).
+func linearInto(l *Linear, x []float32, rows int, y []float32, beta float32) {
 	X := blas32.General{Rows: rows, Cols: l.In, Stride: l.In, Data: x}
 	Y := blas32.General{Rows: rows, Cols: l.Out, Stride: l.Out, Data: y}
-	blas32.Gemm(blas.NoTrans, blas.Trans, 1, X, blas32.General{Rows: l.Out, Cols: l.In, Stride: l.In, Data: l.W}, 0, Y)
+	blas32.Gemm(blas.NoTrans, blas.Trans, 1, X, blas32.General{Rows: l.Out, Cols: l.In, Stride: l.In, Data: l.W}, beta, Y)
 	for _, u := range l.LoRAs {
 		t := make([]float32, rows*u.R)
 		Tm := blas32.General{Rows: rows, Cols: u.R, Stride: u.R, Data: t}
@@ -312,7 +314,6 @@ func linear(l *Linear, x []float32, rows int) []float32 {
 			}
 		}
 	}
-	return y
 }
 
 // rmsNorm writes w * x / sqrt(mean(x^2) + eps) row by row (the mean taken in float64).
