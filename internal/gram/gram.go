@@ -82,24 +82,10 @@ func (a *Accumulator) Tokens() int { return a.tokens }
 // Rows are converted and multiplied in bounded chunks. A length mismatch is
 // reported as ErrShape and leaves the sums unchanged.
 func (a *Accumulator) Add(x, xt []float32, rows int) error {
-	if rows < 0 || len(x) != rows*a.n {
-		return fmt.Errorf("%w: x has %d values, want rows %d x width %d", ErrShape, len(x), rows, a.n)
-	}
-	if a.cross && len(xt) != rows*a.n {
-		return fmt.Errorf("%w: xt (merged-model features) has %d values, want rows %d x width %d", ErrShape, len(xt), rows, a.n)
-	}
-	if rows == 0 || a.n == 0 {
-		a.tokens += rows
-		return nil
+	if err := a.check(len(x), len(xt), rows); err != nil || rows == 0 || a.n == 0 {
+		return err
 	}
 	n := a.n
-	if a.bx == nil {
-		c := min(a.chunk, rows)
-		a.bx = make([]float64, c*n)
-		if a.cross {
-			a.bxt = make([]float64, c*n)
-		}
-	}
 	for start := 0; start < rows; start += a.chunk {
 		c := min(a.chunk, rows-start)
 		if len(a.bx) < c*n {
@@ -108,41 +94,45 @@ func (a *Accumulator) Add(x, xt []float32, rows int) error {
 				a.bxt = make([]float64, c*n)
 			}
 		}
-		xs := x[start*n : (start+c)*n]
 		bx := a.bx[:c*n]
-		for i, v := range xs {
+		for i, v := range x[start*n : (start+c)*n] {
 			bx[i] = float64(v)
 		}
-		gx := blas64.General{Rows: c, Cols: n, Stride: n, Data: bx}
-		blas64.Syrk(blas.Trans, 1, gx, 1, a.sym(a.g))
-		if !a.cross {
-			continue
+		var bxt []float64
+		if a.cross {
+			bxt = a.bxt[:c*n]
+			for i, v := range xt[start*n : (start+c)*n] {
+				bxt[i] = float64(v)
+			}
 		}
-		xts := xt[start*n : (start+c)*n]
-		bxt := a.bxt[:c*n]
-		for i, v := range xts {
-			bxt[i] = float64(v)
-		}
-		gxt := blas64.General{Rows: c, Cols: n, Stride: n, Data: bxt}
-		blas64.Gemm(blas.Trans, blas.NoTrans, 1, gx, gxt, 1, blas64.General{Rows: n, Cols: n, Stride: n, Data: a.p})
-		blas64.Syrk(blas.Trans, 1, gxt, 1, a.sym(a.q))
+		a.addBlock(bx, bxt, c)
 	}
-	a.tokens += rows
 	return nil
 }
 
 // AddFloat64 is Add for float64 feature rows (tests and float64 pipelines).
 func (a *Accumulator) AddFloat64(x, xt []float64, rows int) error {
-	if rows < 0 || len(x) != rows*a.n {
-		return fmt.Errorf("%w: x has %d values, want rows %d x width %d", ErrShape, len(x), rows, a.n)
+	if err := a.check(len(x), len(xt), rows); err != nil || rows == 0 || a.n == 0 {
+		return err
 	}
-	if a.cross && len(xt) != rows*a.n {
-		return fmt.Errorf("%w: xt (merged-model features) has %d values, want rows %d x width %d", ErrShape, len(xt), rows, a.n)
+	a.addBlock(x, xt, rows)
+	return nil
+}
+
+// check validates the lengths of one Add and counts its tokens.
+func (a *Accumulator) check(nx, nxt, rows int) error {
+	if rows < 0 || nx != rows*a.n {
+		return fmt.Errorf("%w: x has %d values, want rows %d x width %d", ErrShape, nx, rows, a.n)
 	}
-	if rows == 0 || a.n == 0 {
-		a.tokens += rows
-		return nil
+	if a.cross && nxt != rows*a.n {
+		return fmt.Errorf("%w: xt (merged-model features) has %d values, want rows %d x width %d", ErrShape, nxt, rows, a.n)
 	}
+	a.tokens += rows
+	return nil
+}
+
+// addBlock adds one block of float64 rows: G += X^T X, and with cross P += X^T X~, Q += X~^T X~.
+func (a *Accumulator) addBlock(x, xt []float64, rows int) {
 	n := a.n
 	gx := blas64.General{Rows: rows, Cols: n, Stride: n, Data: x}
 	blas64.Syrk(blas.Trans, 1, gx, 1, a.sym(a.g))
@@ -151,8 +141,6 @@ func (a *Accumulator) AddFloat64(x, xt []float64, rows int) error {
 		blas64.Gemm(blas.Trans, blas.NoTrans, 1, gx, gxt, 1, blas64.General{Rows: n, Cols: n, Stride: n, Data: a.p})
 		blas64.Syrk(blas.Trans, 1, gxt, 1, a.sym(a.q))
 	}
-	a.tokens += rows
-	return nil
 }
 
 func (a *Accumulator) sym(d []float64) blas64.Symmetric {
