@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/iteris-dev/iteris/internal/jsonx"
 )
 
 // MaxConfigSize bounds the size of adapter_config.json that ParseConfig
@@ -280,23 +282,23 @@ func ParseConfig(data []byte, file string) (Config, error) {
 	if len(data) > MaxConfigSize {
 		return c, fmt.Errorf("adapter: %s: %w: %d bytes, more than the limit %d", file, ErrInvalid, len(data), MaxConfigSize)
 	}
-	members, err := objectMembers(data)
+	members, err := configJSON.ObjectMembers(data)
 	if err != nil {
 		return c, fmt.Errorf("adapter: %s: %w: %v", file, ErrInvalid, err)
 	}
 	fields := make(map[string]json.RawMessage, len(members))
 	c.Raw = make(map[string]any, len(members))
 	for _, mb := range members {
-		fields[mb.key] = mb.val
-		v, err := decodeAny(mb.val)
+		fields[mb.Key] = mb.Val
+		v, err := decodeAny(mb.Val)
 		if err != nil {
-			return c, bad(mb.key, "%v", err)
+			return c, bad(mb.Key, "%v", err)
 		}
-		c.Raw[mb.key] = v
+		c.Raw[mb.Key] = v
 	}
 	get := func(name string) (json.RawMessage, bool) {
 		raw, ok := fields[name]
-		if !ok || isNull(raw) {
+		if !ok || jsonx.IsNull(raw) {
 			return nil, false
 		}
 		return raw, true
@@ -308,7 +310,7 @@ func ParseConfig(data []byte, file string) (Config, error) {
 		}
 		var b bool
 		if err := json.Unmarshal(raw, &b); err != nil {
-			return false, bad(name, "is %s, want true or false", kind(raw))
+			return false, bad(name, "is %s, want true or false", jsonx.Kind(raw))
 		}
 		return b, nil
 	}
@@ -319,7 +321,7 @@ func ParseConfig(data []byte, file string) (Config, error) {
 		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", false, bad(name, "is %s, want a string", kind(raw))
+			return "", false, bad(name, "is %s, want a string", jsonx.Kind(raw))
 		}
 		return s, true, nil
 	}
@@ -407,36 +409,36 @@ func ParseConfig(data []byte, file string) (Config, error) {
 	}
 	c.RankPattern = map[string]int{}
 	if raw, ok := get("rank_pattern"); ok {
-		mbs, err := objectMembers(raw)
+		mbs, err := configJSON.ObjectMembers(raw)
 		if err != nil {
 			return c, bad("rank_pattern", "%v", err)
 		}
 		for _, mb := range mbs {
-			r, err := positiveInt(mb.val)
+			r, err := positiveInt(mb.Val)
 			if err != nil {
-				return c, bad("rank_pattern", "key %q: %v", mb.key, err)
+				return c, bad("rank_pattern", "key %q: %v", mb.Key, err)
 			}
-			if _, dup := c.RankPattern[mb.key]; !dup {
-				c.RankPatternKeys = append(c.RankPatternKeys, mb.key)
+			if _, dup := c.RankPattern[mb.Key]; !dup {
+				c.RankPatternKeys = append(c.RankPatternKeys, mb.Key)
 			}
-			c.RankPattern[mb.key] = r // as Python: a repeated key keeps its first place and its last value
+			c.RankPattern[mb.Key] = r // as Python: a repeated key keeps its first place and its last value
 		}
 	}
 	c.AlphaPattern = map[string]float64{}
 	if raw, ok := get("alpha_pattern"); ok {
-		mbs, err := objectMembers(raw)
+		mbs, err := configJSON.ObjectMembers(raw)
 		if err != nil {
 			return c, bad("alpha_pattern", "%v", err)
 		}
 		for _, mb := range mbs {
-			a, err := finiteNumber(mb.val)
+			a, err := finiteNumber(mb.Val)
 			if err != nil {
-				return c, bad("alpha_pattern", "key %q: %v", mb.key, err)
+				return c, bad("alpha_pattern", "key %q: %v", mb.Key, err)
 			}
-			if _, dup := c.AlphaPattern[mb.key]; !dup {
-				c.AlphaPatternKeys = append(c.AlphaPatternKeys, mb.key)
+			if _, dup := c.AlphaPattern[mb.Key]; !dup {
+				c.AlphaPatternKeys = append(c.AlphaPatternKeys, mb.Key)
 			}
-			c.AlphaPattern[mb.key] = a
+			c.AlphaPattern[mb.Key] = a
 		}
 	}
 
@@ -464,48 +466,10 @@ func ParseConfig(data []byte, file string) (Config, error) {
 	return c, nil
 }
 
-// member is one key/value of a JSON object, in file order.
-type member struct {
-	key string
-	val json.RawMessage
-}
-
-// objectMembers decodes a JSON object into its members in file order,
-// keeping repeated keys.
-func objectMembers(data []byte) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("not valid JSON: %v", err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, fmt.Errorf("is %s, want a JSON object", tokenKind(tok))
-	}
-	var out []member
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("not valid JSON: %v", err)
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, fmt.Errorf("not valid JSON: object key %v", tok)
-		}
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
-			return nil, fmt.Errorf("value of %q is not valid JSON: %v", key, err)
-		}
-		out = append(out, member{key, val})
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("not valid JSON: %v", err)
-	}
-	if tok, err := dec.Token(); err == nil {
-		return nil, fmt.Errorf("data after the JSON object: %v", tok)
-	}
-	return out, nil
-}
+// configJSON walks config objects as this package always has: repeated keys
+// are kept (the caller applies Python's rule: last value, first place), and
+// an object followed by bytes that do not begin a JSON token is accepted.
+var configJSON = jsonx.Options{AllowDuplicates: true, IgnoreUntokenizableTail: true}
 
 // decodeAny decodes a JSON value with numbers kept as json.Number.
 func decodeAny(raw json.RawMessage) (any, error) {
@@ -516,52 +480,6 @@ func decodeAny(raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return v, nil
-}
-
-// tokenKind names the JSON kind of a decoder token.
-func tokenKind(tok json.Token) string {
-	switch t := tok.(type) {
-	case json.Delim:
-		if t == '[' {
-			return "an array"
-		}
-		return "an object"
-	case string:
-		return "a string"
-	case json.Number, float64:
-		return "a number"
-	case bool:
-		return "a boolean"
-	case nil:
-		return "null"
-	}
-	return fmt.Sprintf("%T", tok)
-}
-
-// kind names the JSON kind of a raw value.
-func kind(raw json.RawMessage) string {
-	s := bytes.TrimSpace(raw)
-	if len(s) == 0 {
-		return "empty"
-	}
-	switch s[0] {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	return "a number"
-}
-
-// isNull reports whether raw is the JSON null.
-func isNull(raw json.RawMessage) bool {
-	return bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
 }
 
 // isEmptyContainer reports whether raw is [] or {}.
@@ -579,19 +497,9 @@ func isEmptyContainer(raw json.RawMessage) bool {
 	return false
 }
 
-// compact shortens a raw JSON value for an error message.
-func compact(raw json.RawMessage) string {
-	var b bytes.Buffer
-	if json.Compact(&b, raw) != nil {
-		b.Reset()
-		b.Write(raw)
-	}
-	s := b.String()
-	if len(s) > 80 {
-		s = s[:77] + "..."
-	}
-	return s
-}
+// compact shortens a raw JSON value for an error message: at most 80
+// bytes, "..." included.
+func compact(raw json.RawMessage) string { return jsonx.Compact(raw, 77) }
 
 // positiveInt decodes a JSON number that is a positive integer (8 or 8.0).
 func positiveInt(raw json.RawMessage) (int, error) {
@@ -607,14 +515,14 @@ func positiveInt(raw json.RawMessage) (int, error) {
 
 // finiteNumber decodes a JSON number.
 func finiteNumber(raw json.RawMessage) (float64, error) {
-	if kind(raw) != "a number" {
-		return 0, fmt.Errorf("is %s, want a number", kind(raw))
+	if jsonx.Kind(raw) != "a number" {
+		return 0, fmt.Errorf("is %s, want a number", jsonx.Kind(raw))
 	}
 	var n json.Number
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if err := dec.Decode(&n); err != nil {
-		return 0, fmt.Errorf("is %s, want a number", kind(raw))
+		return 0, fmt.Errorf("is %s, want a number", jsonx.Kind(raw))
 	}
 	f, err := n.Float64()
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
@@ -635,7 +543,7 @@ func listOrString(raw json.RawMessage) ([]string, string, error) {
 	}
 	var list []string
 	if err := json.Unmarshal(raw, &list); err != nil {
-		return nil, "", fmt.Errorf("is %s, want a list of module names or a regular expression string", kind(raw))
+		return nil, "", fmt.Errorf("is %s, want a list of module names or a regular expression string", jsonx.Kind(raw))
 	}
 	for i, t := range list {
 		if t == "" {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/iteris-dev/iteris/internal/jsonx"
 )
 
 // File names of a Hugging Face model directory.
@@ -80,29 +82,29 @@ func openIndex(dir, index string) (_ *Checkpoint, err error) {
 	if err != nil {
 		return nil, wrap(err)
 	}
-	var weightMap []member
+	var weightMap []jsonx.Member
 	meta := map[string]string{}
 	haveMap := false
 	for _, m := range top {
-		switch m.key {
+		switch m.Key {
 		case "weight_map":
-			if weightMap, err = objectMembers(m.val, "weight_map"); err != nil {
+			if weightMap, err = objectMembers(m.Val, "weight_map"); err != nil {
 				return nil, wrap(err)
 			}
 			haveMap = true
 		case "metadata":
-			if rawKind(m.val) == "null" {
+			if jsonx.IsNull(m.Val) {
 				continue
 			}
-			members, err := objectMembers(m.val, "metadata")
+			members, err := objectMembers(m.Val, "metadata")
 			if err != nil {
 				return nil, wrap(err)
 			}
 			for _, mm := range members { // e.g. total_size is a number: keep its JSON text
-				if s, ok := rawString(mm.val); ok {
-					meta[mm.key] = s
+				if s, ok := rawString(mm.Val); ok {
+					meta[mm.Key] = s
 				} else {
-					meta[mm.key] = compact(mm.val)
+					meta[mm.Key] = compact(mm.Val)
 				}
 			}
 		}
@@ -118,12 +120,12 @@ func openIndex(dir, index string) (_ *Checkpoint, err error) {
 	}()
 	shards := map[string]*File{}
 	for _, m := range weightMap {
-		shard, ok := rawString(m.val)
+		shard, ok := rawString(m.Val)
 		if !ok {
-			return nil, wrap(fmt.Errorf("%w: tensor %q: shard is %s, want a file name", ErrMalformed, m.key, rawKind(m.val)))
+			return nil, wrap(fmt.Errorf("%w: tensor %q: shard is %s, want a file name", ErrMalformed, m.Key, jsonx.Kind(m.Val)))
 		}
 		if !filepath.IsLocal(shard) {
-			return nil, wrap(fmt.Errorf("%w: tensor %q: shard %q is not a file name inside the directory", ErrMalformed, m.key, shard))
+			return nil, wrap(fmt.Errorf("%w: tensor %q: shard %q is not a file name inside the directory", ErrMalformed, m.Key, shard))
 		}
 		f, ok := shards[shard]
 		if !ok {
@@ -131,18 +133,18 @@ func openIndex(dir, index string) (_ *Checkpoint, err error) {
 			f, err = Open(path)
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
-					return nil, wrap(fmt.Errorf("tensor %q: shard %s: %w: %w", m.key, shard, ErrNotFound, err))
+					return nil, wrap(fmt.Errorf("tensor %q: shard %s: %w: %w", m.Key, shard, ErrNotFound, err))
 				}
-				return nil, wrap(fmt.Errorf("tensor %q: shard %s: %w", m.key, shard, err))
+				return nil, wrap(fmt.Errorf("tensor %q: shard %s: %w", m.Key, shard, err))
 			}
 			shards[shard] = f
 			c.files = append(c.files, f)
 		}
-		if _, ok := f.tensors[m.key]; !ok {
-			return nil, wrap(fmt.Errorf("tensor %q: %w in shard %s", m.key, ErrNotFound, f.path))
+		if _, ok := f.tensors[m.Key]; !ok {
+			return nil, wrap(fmt.Errorf("tensor %q: %w in shard %s", m.Key, ErrNotFound, f.path))
 		}
-		c.where[m.key] = f
-		c.names = append(c.names, m.key)
+		c.where[m.Key] = f
+		c.names = append(c.names, m.Key)
 	}
 	sort.Strings(c.names)
 	return c, nil

@@ -3,108 +3,44 @@ package safetensors
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/bits"
 	"sort"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/iteris-dev/iteris/internal/jsonx"
 )
 
 // metadataKey is the reserved header key holding string metadata.
 const metadataKey = "__metadata__"
 
-// member is one key/value pair of a JSON object, in file order.
-type member struct {
-	key string
-	val json.RawMessage
-}
-
-// objectMembers splits a JSON object into its members, rejecting anything
-// that is not exactly one object, and duplicate keys (which encoding/json
-// would silently collapse to the last one). what names the object in errors.
-func objectMembers(data []byte, what string) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s is not valid JSON: %v", ErrMalformed, what, err)
+// objectMembers splits a JSON object into its members in file order with
+// jsonx, refusing anything that is not exactly one object, and duplicate
+// keys (which encoding/json would silently collapse to the last one). what
+// names the object in errors, which wrap ErrMalformed.
+func objectMembers(data []byte, what string) ([]jsonx.Member, error) {
+	members, err := jsonx.ObjectMembers(data)
+	if err == nil {
+		return members, nil
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, fmt.Errorf("%w: %s is %s, want a JSON object", ErrMalformed, what, jsonKind(tok))
+	var e *jsonx.Error
+	if !errors.As(err, &e) { // jsonx returns only *Error
+		e = &jsonx.Error{Problem: jsonx.NotJSON, Err: err}
 	}
-	var out []member
-	seen := make(map[string]struct{})
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s is not valid JSON: %v", ErrMalformed, what, err)
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, fmt.Errorf("%w: %s is not valid JSON: key %v", ErrMalformed, what, tok)
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, fmt.Errorf("%w: %s: value of %q is not valid JSON: %v", ErrMalformed, what, key, err)
-		}
-		if _, dup := seen[key]; dup {
-			return nil, fmt.Errorf("%w: %s: duplicate key %q", ErrMalformed, what, key)
-		}
-		seen[key] = struct{}{}
-		out = append(out, member{key: key, val: raw})
+	switch e.Problem {
+	case jsonx.NotObject:
+		return nil, fmt.Errorf("%w: %s is %s, want a JSON object", ErrMalformed, what, e.Kind)
+	case jsonx.BadValue:
+		return nil, fmt.Errorf("%w: %s: value of %q is not valid JSON: %v", ErrMalformed, what, e.Key, e.Err)
+	case jsonx.DuplicateKey:
+		return nil, fmt.Errorf("%w: %s: duplicate key %q", ErrMalformed, what, e.Key)
+	case jsonx.TrailingData:
+		return nil, fmt.Errorf("%w: %s: data after the object: %v", ErrMalformed, what, e.Err)
 	}
-	if _, err := dec.Token(); err != nil { // the closing '}'
-		return nil, fmt.Errorf("%w: %s is not valid JSON: %v", ErrMalformed, what, err)
-	}
-	if tok, err := dec.Token(); err != io.EOF {
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: data after the object: %v", ErrMalformed, what, err)
-		}
-		return nil, fmt.Errorf("%w: %s: data after the object: %v", ErrMalformed, what, tok)
-	}
-	return out, nil
-}
-
-// jsonKind names the JSON type of a decoder token, for error messages.
-func jsonKind(tok json.Token) string {
-	switch v := tok.(type) {
-	case json.Delim:
-		if v == '[' {
-			return "an array"
-		}
-		return "an object"
-	case string:
-		return "a string"
-	case float64, json.Number:
-		return "a number"
-	case bool:
-		return "a boolean"
-	case nil:
-		return "null"
-	}
-	return fmt.Sprintf("%T", tok)
-}
-
-// rawKind names the JSON type of a raw value, for error messages.
-func rawKind(raw json.RawMessage) string {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return "empty"
-	}
-	switch raw[0] {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	return "a number"
+	return nil, fmt.Errorf("%w: %s is not valid JSON: %v", ErrMalformed, what, e.Err)
 }
 
 // rawString decodes a JSON string value, rejecting every other type
@@ -174,19 +110,19 @@ func ParseHeader(header []byte, dataLen int64) (map[string]TensorInfo, map[strin
 	tensors := make(map[string]TensorInfo, len(members))
 	var meta map[string]string
 	for _, m := range members {
-		if m.key == metadataKey {
-			if meta, err = parseMetadata(m.val); err != nil {
+		if m.Key == metadataKey {
+			if meta, err = parseMetadata(m.Val); err != nil {
 				return nil, nil, err
 			}
 			continue
 		}
-		ti, err := parseEntry(m.key, m.val, dataLen)
+		ti, err := parseEntry(m.Key, m.Val, dataLen)
 		if err != nil {
 			return nil, nil, err
 		}
 		ti.Begin += base
 		ti.End += base
-		tensors[m.key] = ti
+		tensors[m.Key] = ti
 	}
 	if err := checkOverlap(tensors); err != nil {
 		return nil, nil, err
@@ -197,7 +133,7 @@ func ParseHeader(header []byte, dataLen int64) (map[string]TensorInfo, map[strin
 // parseMetadata decodes the __metadata__ object of string values. A null
 // value counts as no metadata, as in the reference implementation.
 func parseMetadata(raw json.RawMessage) (map[string]string, error) {
-	if rawKind(raw) == "null" {
+	if jsonx.IsNull(raw) {
 		return nil, nil
 	}
 	members, err := objectMembers(raw, metadataKey)
@@ -206,11 +142,11 @@ func parseMetadata(raw json.RawMessage) (map[string]string, error) {
 	}
 	meta := make(map[string]string, len(members))
 	for _, m := range members {
-		s, ok := rawString(m.val)
+		s, ok := rawString(m.Val)
 		if !ok {
-			return nil, fmt.Errorf("%w: %s key %q is %s, want a string", ErrMalformed, metadataKey, m.key, rawKind(m.val))
+			return nil, fmt.Errorf("%w: %s key %q is %s, want a string", ErrMalformed, metadataKey, m.Key, jsonx.Kind(m.Val))
 		}
-		meta[m.key] = s
+		meta[m.Key] = s
 	}
 	return meta, nil
 }
@@ -226,13 +162,13 @@ func parseEntry(name string, raw json.RawMessage, dataLen int64) (TensorInfo, er
 		dtypeRaw, shapeRaw, offRaw json.RawMessage
 	)
 	for _, m := range members {
-		switch m.key {
+		switch m.Key {
 		case "dtype":
-			dtypeRaw = m.val
+			dtypeRaw = m.Val
 		case "shape":
-			shapeRaw = m.val
+			shapeRaw = m.Val
 		case "data_offsets":
-			offRaw = m.val
+			offRaw = m.Val
 		}
 	}
 	for _, f := range []struct {
@@ -245,7 +181,7 @@ func parseEntry(name string, raw json.RawMessage, dataLen int64) (TensorInfo, er
 	}
 	ds, ok := rawString(dtypeRaw)
 	if !ok {
-		return TensorInfo{}, fmt.Errorf("%w: %s: dtype is %s, want a string", ErrMalformed, what, rawKind(dtypeRaw))
+		return TensorInfo{}, fmt.Errorf("%w: %s: dtype is %s, want a string", ErrMalformed, what, jsonx.Kind(dtypeRaw))
 	}
 	dt := DType(ds)
 	if !dt.Valid() {
@@ -254,7 +190,7 @@ func parseEntry(name string, raw json.RawMessage, dataLen int64) (TensorInfo, er
 	dims, bad, ok := rawInts(shapeRaw)
 	if !ok {
 		if bad < 0 {
-			return TensorInfo{}, fmt.Errorf("%w: %s: shape is %s, want an array of non-negative integers", ErrMalformed, what, rawKind(shapeRaw))
+			return TensorInfo{}, fmt.Errorf("%w: %s: shape is %s, want an array of non-negative integers", ErrMalformed, what, jsonx.Kind(shapeRaw))
 		}
 		return TensorInfo{}, fmt.Errorf("%w: %s: shape %s: dimension %d is not a non-negative integer", ErrMalformed, what, compact(shapeRaw), bad)
 	}
@@ -300,19 +236,9 @@ func parseEntry(name string, raw json.RawMessage, dataLen int64) (TensorInfo, er
 	return TensorInfo{Name: name, DType: dt, Shape: shape, Begin: begin, End: end}, nil
 }
 
-// compact returns a short form of a raw JSON value for error messages.
-func compact(raw json.RawMessage) string {
-	var b bytes.Buffer
-	if err := json.Compact(&b, raw); err != nil {
-		b.Reset()
-		b.Write(raw)
-	}
-	s := b.String()
-	if len(s) > 64 {
-		s = s[:64] + "..."
-	}
-	return s
-}
+// compact returns a short form of a raw JSON value for error messages:
+// at most 64 bytes and "...".
+func compact(raw json.RawMessage) string { return jsonx.Compact(raw, 64) }
 
 // checkOverlap rejects tensors whose non-empty byte ranges intersect.
 func checkOverlap(tensors map[string]TensorInfo) error {
