@@ -466,10 +466,10 @@ func ParseConfig(data []byte, file string) (Config, error) {
 	return c, nil
 }
 
-// configJSON walks config objects as this package always has: repeated keys
-// are kept (the caller applies Python's rule: last value, first place), and
-// an object followed by bytes that do not begin a JSON token is accepted.
-var configJSON = jsonx.Options{AllowDuplicates: true, IgnoreUntokenizableTail: true}
+// configJSON walks config objects: repeated keys are kept (the caller applies
+// Python's rule: last value, first place); anything after the object is refused,
+// as Python's json.load refuses it.
+var configJSON = jsonx.Options{AllowDuplicates: true}
 
 // decodeAny decodes a JSON value with numbers kept as json.Number.
 func decodeAny(raw json.RawMessage) (any, error) {

@@ -83,11 +83,6 @@ type Options struct {
 	// order, instead of refusing the object (Python's json.loads keeps the
 	// last value of a repeated key, in the place of the first).
 	AllowDuplicates bool
-	// IgnoreUntokenizableTail accepts an object followed by bytes that do
-	// not begin a JSON token (such as "x", "}" or ","), and refuses only
-	// trailing data that does begin one (such as another object). The
-	// zero value refuses anything but white space after the object.
-	IgnoreUntokenizableTail bool
 }
 
 // ObjectMembers splits data, which must be exactly one JSON object, into its
@@ -142,7 +137,7 @@ func (o Options) ObjectMembers(data []byte) ([]Member, error) {
 	case err == io.EOF:
 	case err == nil:
 		return nil, &Error{Problem: TrailingData, Err: errors.New(fmt.Sprint(tok))}
-	case !o.IgnoreUntokenizableTail:
+	default:
 		return nil, &Error{Problem: TrailingData, Err: err}
 	}
 	return out, nil
