@@ -115,22 +115,7 @@ func (o OpenBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []f
 		o.nativeBLAS.Sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	// Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ.
-	ta, tb := ftrans(tA), ftrans(tB)
-	fm, fn, fk := int32(n), int32(m), int32(k)
-	flda, fldb, fldc := int32(lda), int32(ldb), int32(ldc)
-	o.lib.call(o.lib.sgemm,
-		uintptr(unsafe.Pointer(&tb)), uintptr(unsafe.Pointer(&ta)),
-		uintptr(unsafe.Pointer(&fm)), uintptr(unsafe.Pointer(&fn)), uintptr(unsafe.Pointer(&fk)),
-		uintptr(unsafe.Pointer(&alpha)),
-		uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&fldb)),
-		uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&flda)),
-		uintptr(unsafe.Pointer(&beta)),
-		uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&fldc)),
-		1, 1)
-	runtime.KeepAlive(a)
-	runtime.KeepAlive(b)
-	runtime.KeepAlive(c)
+	gemm(o.lib, o.lib.sgemm, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // Dgemm computes C = alpha * op(A) * op(B) + beta * C (float64).
@@ -139,10 +124,16 @@ func (o OpenBLAS) Dgemm(tA, tB blas.Transpose, m, n, k int, alpha float64, a []f
 		o.nativeBLAS.Dgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
+	gemm(o.lib, o.lib.dgemm, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// gemm calls the Fortran ?gemm. Row-major C = op(A) op(B) is column-major
+// Cᵀ = op(B)ᵀ op(A)ᵀ.
+func gemm[T float32 | float64](lib *library, sym uintptr, tA, tB blas.Transpose, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	ta, tb := ftrans(tA), ftrans(tB)
 	fm, fn, fk := int32(n), int32(m), int32(k)
 	flda, fldb, fldc := int32(lda), int32(ldb), int32(ldc)
-	o.lib.call(o.lib.dgemm,
+	lib.call(sym,
 		uintptr(unsafe.Pointer(&tb)), uintptr(unsafe.Pointer(&ta)),
 		uintptr(unsafe.Pointer(&fm)), uintptr(unsafe.Pointer(&fn)), uintptr(unsafe.Pointer(&fk)),
 		uintptr(unsafe.Pointer(&alpha)),
@@ -179,19 +170,7 @@ func (o OpenBLAS) Ssyrk(ul blas.Uplo, tA blas.Transpose, n, k int, alpha float32
 		o.nativeBLAS.Ssyrk(ul, tA, n, k, alpha, a, lda, beta, c, ldc)
 		return
 	}
-	// Column-major, A is seen transposed and the triangle flips.
-	fu, ft := fflipUplo(ul), fflipTrans(tA)
-	fn, fk, flda, fldc := int32(n), int32(k), int32(lda), int32(ldc)
-	o.lib.call(o.lib.ssyrk,
-		uintptr(unsafe.Pointer(&fu)), uintptr(unsafe.Pointer(&ft)),
-		uintptr(unsafe.Pointer(&fn)), uintptr(unsafe.Pointer(&fk)),
-		uintptr(unsafe.Pointer(&alpha)),
-		uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&flda)),
-		uintptr(unsafe.Pointer(&beta)),
-		uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&fldc)),
-		1, 1)
-	runtime.KeepAlive(a)
-	runtime.KeepAlive(c)
+	syrk(o.lib, o.lib.ssyrk, ul, tA, n, k, alpha, a, lda, beta, c, ldc)
 }
 
 // Dsyrk computes the triangle ul of C = alpha * A * Aᵀ + beta * C (or
@@ -201,9 +180,15 @@ func (o OpenBLAS) Dsyrk(ul blas.Uplo, tA blas.Transpose, n, k int, alpha float64
 		o.nativeBLAS.Dsyrk(ul, tA, n, k, alpha, a, lda, beta, c, ldc)
 		return
 	}
+	syrk(o.lib, o.lib.dsyrk, ul, tA, n, k, alpha, a, lda, beta, c, ldc)
+}
+
+// syrk calls the Fortran ?syrk. Column-major, A is seen transposed and the
+// triangle flips.
+func syrk[T float32 | float64](lib *library, sym uintptr, ul blas.Uplo, tA blas.Transpose, n, k int, alpha T, a []T, lda int, beta T, c []T, ldc int) {
 	fu, ft := fflipUplo(ul), fflipTrans(tA)
 	fn, fk, flda, fldc := int32(n), int32(k), int32(lda), int32(ldc)
-	o.lib.call(o.lib.dsyrk,
+	lib.call(sym,
 		uintptr(unsafe.Pointer(&fu)), uintptr(unsafe.Pointer(&ft)),
 		uintptr(unsafe.Pointer(&fn)), uintptr(unsafe.Pointer(&fk)),
 		uintptr(unsafe.Pointer(&alpha)),
