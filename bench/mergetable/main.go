@@ -109,6 +109,20 @@ func run(fx, backend string) error {
 		}
 		return eval.Run(pipeline.Generator{Model: v}, cases, 128, nil)
 	}
+	// mergeAndScore runs one whole merge with set, timing the merge alone, and scores its result.
+	mergeAndScore := func(set pipeline.SolveSettings) (eval.Result, float64, error) {
+		t0 := time.Now()
+		mg, err := pipeline.NewMerger(base, ptasks, set, progress.Discard())
+		if err != nil {
+			return eval.Result{}, 0, err
+		}
+		if _, err := mg.Run(); err != nil {
+			return eval.Result{}, 0, err
+		}
+		secs := time.Since(t0).Seconds()
+		res, err := score(mg.Result())
+		return res, secs, err
+	}
 	var rows []row
 	// Data-aware: jacobi runs evaluated at chosen solves, and the sweep.
 	snap := map[int]bool{1: true, 2: true, 5: true, 10: true, 16: true, 20: true}
@@ -154,16 +168,7 @@ func run(fx, backend string) error {
 				continue // delta is exactly rank 32 already
 			}
 			set.Schedule, set.Rank = pipeline.Sweep, rank
-			t0 := time.Now()
-			mg, err := pipeline.NewMerger(base, ptasks, set, progress.Discard())
-			if err != nil {
-				return err
-			}
-			if _, err := mg.Run(); err != nil {
-				return err
-			}
-			secs := time.Since(t0).Seconds()
-			res, err := score(mg.Result())
+			res, secs, err := mergeAndScore(set)
 			if err != nil {
 				return err
 			}
@@ -183,16 +188,7 @@ func run(fx, backend string) error {
 		}
 	}
 	for _, red := range []float64{1, 0.9} {
-		t0 := time.Now()
-		mg, err := pipeline.NewMerger(base, ptasks, pipeline.SolveSettings{Method: "regmean", Reduce: red}, progress.Discard())
-		if err != nil {
-			return err
-		}
-		if _, err := mg.Run(); err != nil {
-			return err
-		}
-		secs := time.Since(t0).Seconds()
-		res, err := score(mg.Result())
+		res, secs, err := mergeAndScore(pipeline.SolveSettings{Method: "regmean", Reduce: red})
 		if err != nil {
 			return err
 		}

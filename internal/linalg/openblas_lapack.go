@@ -170,28 +170,25 @@ func (o OpenBLAS) Dorgqr(m, n, k int, a []float64, lda int, tau, work []float64,
 	}
 	t := make([]float64, m*n)
 	toColMajor(t, a, m, n, lda)
-	fm, fn, fk, fld, flwork := int32(m), int32(n), int32(k), int32(m), int32(-1)
-	var info int32
+	fm, fn, fk, fld := int32(m), int32(n), int32(k), int32(m)
+	// call runs dorgqr on t with workspace w; lwork = -1 is LAPACK's workspace query (size in w[0]).
+	call := func(w []float64, lwork int32) {
+		var info int32
+		o.lib.call(o.lib.dorgqr,
+			uintptr(unsafe.Pointer(&fm)), uintptr(unsafe.Pointer(&fn)), uintptr(unsafe.Pointer(&fk)),
+			uintptr(unsafe.Pointer(&t[0])), uintptr(unsafe.Pointer(&fld)),
+			uintptr(unsafe.Pointer(&tau[0])),
+			uintptr(unsafe.Pointer(&w[0])), uintptr(unsafe.Pointer(&lwork)),
+			uintptr(unsafe.Pointer(&info)))
+		runtime.KeepAlive(t)
+		runtime.KeepAlive(tau)
+		runtime.KeepAlive(w)
+		checkInfo("dorgqr", info)
+	}
 	var q [1]float64
-	o.lib.call(o.lib.dorgqr,
-		uintptr(unsafe.Pointer(&fm)), uintptr(unsafe.Pointer(&fn)), uintptr(unsafe.Pointer(&fk)),
-		uintptr(unsafe.Pointer(&t[0])), uintptr(unsafe.Pointer(&fld)),
-		uintptr(unsafe.Pointer(&tau[0])),
-		uintptr(unsafe.Pointer(&q[0])), uintptr(unsafe.Pointer(&flwork)),
-		uintptr(unsafe.Pointer(&info)))
-	checkInfo("dorgqr", info)
+	call(q[:], -1)
 	fwork := make([]float64, max(1, n, int(q[0])))
-	flwork = int32(len(fwork))
-	o.lib.call(o.lib.dorgqr,
-		uintptr(unsafe.Pointer(&fm)), uintptr(unsafe.Pointer(&fn)), uintptr(unsafe.Pointer(&fk)),
-		uintptr(unsafe.Pointer(&t[0])), uintptr(unsafe.Pointer(&fld)),
-		uintptr(unsafe.Pointer(&tau[0])),
-		uintptr(unsafe.Pointer(&fwork[0])), uintptr(unsafe.Pointer(&flwork)),
-		uintptr(unsafe.Pointer(&info)))
-	runtime.KeepAlive(t)
-	runtime.KeepAlive(tau)
-	runtime.KeepAlive(fwork)
-	checkInfo("dorgqr", info)
+	call(fwork, int32(len(fwork)))
 	fromColMajor(a, lda, t, m, n, m)
 }
 
