@@ -93,7 +93,8 @@ type Observer func(l int, p Point, x []float32, rows int)
 
 // State is a batch of sequences on its way through the model: the residual stream of every new
 // token, packed without padding, plus (when generating) the key/value cache. A State is tied to a
-// model configuration, not to particular weights: it may be advanced by any variant of the model.
+// model configuration, not to particular weights: it may be advanced by any variant of the model,
+// and it crosses layer shards in its wire form (Export, Resume).
 type State struct {
 	// Lens holds the number of new tokens of each sequence in this step.
 	Lens []int
@@ -108,7 +109,8 @@ type State struct {
 
 	hidden   int
 	cos, sin []float32 // rows x headDim/2
-	cache    *kvCache
+	cache    *Cache
+	slots    []int // cache slot of each sequence (with a cache)
 }
 
 // Clone returns a deep copy of the residual stream (the key/value cache is shared).
@@ -120,29 +122,26 @@ func (s *State) Clone() *State {
 
 // Start embeds the token sequences as a new State (positions start at 0, no cache).
 func (m *Model) Start(seqs [][]int) (*State, error) {
-	return m.start(seqs, nil, nil)
+	return m.EmbedTokens(seqs, nil, nil, nil)
 }
 
-func (m *Model) start(seqs [][]int, startPos []int, cache *kvCache) (*State, error) {
+// EmbedTokens embeds one step of token sequences: sequence i's first token is at position start[i] (all
+// 0 when start is nil). With a cache, slots[i] names sequence i's slot in it, and attention sees the
+// slot's cached keys and values before the new ones. The model must hold the embeddings.
+func (m *Model) EmbedTokens(seqs [][]int, start []int, cache *Cache, slots []int) (*State, error) {
 	c := m.Config
-	st := &State{hidden: c.Hidden, cache: cache}
+	if m.Embed == nil {
+		return nil, fmt.Errorf("%w: model %s holds layers [%d, %d) without the embeddings", ErrInvalid, m.Dir, m.Range.Lo, m.Range.Hi)
+	}
+	lens := make([]int, len(seqs))
 	for i, s := range seqs {
-		if len(s) == 0 {
-			return nil, fmt.Errorf("%w: sequence %d is empty", ErrInvalid, i)
-		}
-		st.Offsets = append(st.Offsets, st.Rows)
-		st.Lens = append(st.Lens, len(s))
-		p := 0
-		if startPos != nil {
-			p = startPos[i]
-		}
-		st.Start = append(st.Start, p)
-		st.Rows += len(s)
+		lens[i] = len(s)
+	}
+	st, err := m.newState(lens, start, cache, slots)
+	if err != nil {
+		return nil, err
 	}
 	st.H = make([]float32, st.Rows*c.Hidden)
-	half := c.HeadDim / 2
-	st.cos = make([]float32, st.Rows*half)
-	st.sin = make([]float32, st.Rows*half)
 	for i, s := range seqs {
 		for j, tok := range s {
 			if tok < 0 || tok >= c.Vocab {
@@ -150,6 +149,52 @@ func (m *Model) start(seqs [][]int, startPos []int, cache *kvCache) (*State, err
 			}
 			r := st.Offsets[i] + j
 			copy(st.H[r*c.Hidden:(r+1)*c.Hidden], m.Embed[tok*c.Hidden:(tok+1)*c.Hidden])
+		}
+	}
+	return st, nil
+}
+
+// newState lays out a State for sequences of the given lengths and fills its rotary tables; H is
+// left nil for the caller.
+func (m *Model) newState(lens, start []int, cache *Cache, slots []int) (*State, error) {
+	c := m.Config
+	if start != nil && len(start) != len(lens) {
+		return nil, fmt.Errorf("%w: %d start positions for %d sequences", ErrInvalid, len(start), len(lens))
+	}
+	if cache != nil && len(slots) != len(lens) {
+		return nil, fmt.Errorf("%w: %d cache slots for %d sequences", ErrInvalid, len(slots), len(lens))
+	}
+	st := &State{hidden: c.Hidden, cache: cache}
+	if cache != nil {
+		st.slots = append([]int(nil), slots...)
+		for i, sl := range slots {
+			if sl < 0 || sl >= cache.slots {
+				return nil, fmt.Errorf("%w: sequence %d: cache slot %d outside the cache's %d", ErrInvalid, i, sl, cache.slots)
+			}
+		}
+	}
+	for i, n := range lens {
+		if n <= 0 {
+			return nil, fmt.Errorf("%w: sequence %d is empty", ErrInvalid, i)
+		}
+		p := 0
+		if start != nil {
+			p = start[i]
+		}
+		if p < 0 {
+			return nil, fmt.Errorf("%w: sequence %d starts at position %d", ErrInvalid, i, p)
+		}
+		st.Offsets = append(st.Offsets, st.Rows)
+		st.Lens = append(st.Lens, n)
+		st.Start = append(st.Start, p)
+		st.Rows += n
+	}
+	half := c.HeadDim / 2
+	st.cos = make([]float32, st.Rows*half)
+	st.sin = make([]float32, st.Rows*half)
+	for i := range st.Lens {
+		for j := 0; j < st.Lens[i]; j++ {
+			r := st.Offsets[i] + j
 			m.rope.fill(st.cos[r*half:(r+1)*half], st.sin[r*half:(r+1)*half], st.Start[i]+j)
 		}
 	}
@@ -171,6 +216,9 @@ func (m *Model) ObserveLayer(l int, st *State, obs Observer, until Point) {
 func (m *Model) layer(l int, st *State, obs Observer, until Point) []float32 {
 	c := m.Config
 	L := m.Layers[l]
+	if L == nil {
+		panic(fmt.Sprintf("model: layer %d is outside the loaded range [%d, %d)", l, m.Range.Lo, m.Range.Hi))
+	}
 	T := st.Rows
 	xn := make([]float32, T*c.Hidden)
 	rmsNorm(xn, st.H, L.InputNorm, c.Hidden, c.RMSNormEps)
@@ -273,6 +321,9 @@ func (m *Model) Forward(seqs [][]int, opt ForwardOptions) (*Output, error) {
 		return nil, err
 	}
 	out := &Output{Offsets: st.Offsets}
+	if err := m.requireFull(); err != nil {
+		return nil, err
+	}
 	for l := range m.Layers {
 		if opt.LayerInputs {
 			out.LayerInputs = append(out.LayerInputs, append([]float32(nil), st.H...))
@@ -375,16 +426,20 @@ func applyRope(x []float32, st *State, heads, headDim int) {
 // smallBLAS runs the attention's per-head products (see attention).
 var smallBLAS gonum.Implementation
 
-// kvCache holds, for every layer and sequence, the keys and values of all positions so far.
-type kvCache struct {
-	k, v [][][]float32 // [layer][seq] -> positions x kvHeads*headDim
+// Cache holds, for every layer and cache slot, the keys and values of all positions so far: what
+// greedy generation keeps between steps. A layer shard keeps a Cache for its own layers only.
+type Cache struct {
+	k, v  [][][]float32 // [layer][slot] -> positions x kvHeads*headDim
+	slots int
 }
 
-func newKVCache(layers, seqs int) *kvCache {
-	c := &kvCache{k: make([][][]float32, layers), v: make([][][]float32, layers)}
+// NewCache returns an empty cache of the given number of slots for a model of the given number of
+// layers.
+func NewCache(layers, slots int) *Cache {
+	c := &Cache{k: make([][][]float32, layers), v: make([][][]float32, layers), slots: slots}
 	for l := range c.k {
-		c.k[l] = make([][]float32, seqs)
-		c.v[l] = make([][]float32, seqs)
+		c.k[l] = make([][]float32, slots)
+		c.v[l] = make([][]float32, slots)
 	}
 	return c
 }
@@ -403,9 +458,10 @@ func (m *Model) attention(l int, st *State, q, k, v []float32) []float32 {
 		o, n := st.Offsets[s], st.Lens[s]
 		kn, vn := k[o*kw:(o+n)*kw], v[o*kw:(o+n)*kw]
 		if st.cache != nil {
-			st.cache.k[l][s] = append(st.cache.k[l][s], kn...)
-			st.cache.v[l][s] = append(st.cache.v[l][s], vn...)
-			keys[s], vals[s] = st.cache.k[l][s], st.cache.v[l][s]
+			sl := st.slots[s]
+			st.cache.k[l][sl] = append(st.cache.k[l][sl], kn...)
+			st.cache.v[l][sl] = append(st.cache.v[l][sl], vn...)
+			keys[s], vals[s] = st.cache.k[l][sl], st.cache.v[l][sl]
 		} else {
 			keys[s], vals[s] = kn, vn
 		}

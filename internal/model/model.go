@@ -58,11 +58,53 @@ type Model struct {
 	Norm []float32
 	// LMHead maps hidden states to logits.
 	LMHead *Linear
-	// Layers are the decoder layers.
+	// Layers are the decoder layers, indexed by layer number; entries outside Range are nil.
 	Layers []*Layer
+	// Range is the part of the checkpoint this model holds.
+	Range Range
+	// Read lists the tensors the load read, in order.
+	Read []TensorRead
 
 	linears map[string]*Linear
+	owned   map[string]bool // linears this variant may change in place (Mutable)
 	rope    *rope
+}
+
+// Range selects the part of a checkpoint a model holds: decoder layers [Lo, Hi), the token
+// embeddings (the first shard of a layer-sharded model) and the final norm with lm_head (the last
+// shard; a tied lm_head also needs the embeddings).
+type Range struct {
+	// Lo and Hi bound the decoder layers held: Lo <= l < Hi.
+	Lo, Hi int
+	// Embed loads model.embed_tokens.
+	Embed bool
+	// Head loads model.norm and lm_head.
+	Head bool
+}
+
+// FullRange is the whole model of configuration c.
+func FullRange(c Config) Range { return Range{Lo: 0, Hi: c.Layers, Embed: true, Head: true} }
+
+// ShardRange is the range a shard holding layers [lo, hi) of c needs: the embeddings on the first
+// shard, the final norm and lm_head on the last (calibration generation needs both ends).
+func ShardRange(c Config, lo, hi int) Range {
+	return Range{Lo: lo, Hi: hi, Embed: lo == 0, Head: hi == c.Layers}
+}
+
+// Validate checks the range against c.
+func (r Range) Validate(c Config) error {
+	if r.Lo < 0 || r.Hi > c.Layers || r.Lo > r.Hi {
+		return fmt.Errorf("%w: layer range [%d, %d) is outside the model's %d layers", ErrInvalid, r.Lo, r.Hi, c.Layers)
+	}
+	return nil
+}
+
+// TensorRead records one tensor a Load read: its name and its size as stored.
+type TensorRead struct {
+	// Name is the checkpoint tensor name.
+	Name string
+	// Bytes is the tensor's size in the checkpoint.
+	Bytes int64
 }
 
 // Load reads config.json and the safetensors checkpoint (single file or sharded) in dir. All
@@ -72,12 +114,26 @@ func Load(dir string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	return LoadRange(dir, FullRange(cfg))
+}
+
+// LoadRange reads only the tensors of range r from the checkpoint in dir: a layer shard never
+// reads (or converts) another shard's weights. The names of the other tensors are still checked
+// against the model config.json describes.
+func LoadRange(dir string, r Range) (*Model, error) {
+	cfg, err := LoadConfig(configPath(dir))
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Validate(cfg); err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
 	ck, err := safetensors.OpenCheckpoint(dir)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
 	defer ck.Close()
-	return build(cfg, dir, ck)
+	return build(cfg, dir, ck, r)
 }
 
 // tensorSource is what build reads weights from.
@@ -87,89 +143,142 @@ type tensorSource interface {
 	Float32(name string) ([]float32, error)
 }
 
-func build(cfg Config, dir string, src tensorSource) (*Model, error) {
-	m := &Model{Config: cfg, Dir: dir, linears: map[string]*Linear{}}
-	used := map[string]bool{}
-	get := func(name string, shape ...int) ([]float32, error) {
-		info, ok := src.Info(name)
-		if !ok {
-			return nil, fmt.Errorf("model %s: %w: tensor %s is missing (expected shape %v)", dir, ErrInvalid, name, shape)
-		}
-		if !equalShape(info.Shape, shape) {
-			return nil, fmt.Errorf("model %s: %w: tensor %s has shape %v, config.json implies %v", dir, ErrInvalid, name, info.Shape, shape)
-		}
-		used[name] = true
-		return src.Float32(name)
+// builder reads the tensors of one range and checks the shapes config.json implies.
+type builder struct {
+	m        *Model
+	src      tensorSource
+	expected map[string][]int // every tensor a full model has, with its shape
+}
+
+func (b *builder) expect(name string, shape ...int) { b.expected[name] = shape }
+
+func (b *builder) get(name string) ([]float32, error) {
+	shape := b.expected[name]
+	info, ok := b.src.Info(name)
+	if !ok {
+		return nil, fmt.Errorf("model %s: %w: tensor %s is missing (expected shape %v)", b.m.Dir, ErrInvalid, name, shape)
 	}
-	linear := func(name string, out, in int, bias bool) (*Linear, error) {
-		w, err := get(name+".weight", out, in)
-		if err != nil {
+	if !equalShape(info.Shape, shape) {
+		return nil, fmt.Errorf("model %s: %w: tensor %s has shape %v, config.json implies %v", b.m.Dir, ErrInvalid, name, info.Shape, shape)
+	}
+	b.m.Read = append(b.m.Read, TensorRead{Name: name, Bytes: info.End - info.Begin})
+	return b.src.Float32(name)
+}
+
+func (b *builder) linear(name string, out, in int, bias bool) (*Linear, error) {
+	w, err := b.get(name + ".weight")
+	if err != nil {
+		return nil, err
+	}
+	l := &Linear{Name: name, Out: out, In: in, W: w}
+	if bias {
+		if l.Bias, err = b.get(name + ".bias"); err != nil {
 			return nil, err
 		}
-		l := &Linear{Name: name, Out: out, In: in, W: w}
-		if bias {
-			if l.Bias, err = get(name+".bias", out); err != nil {
-				return nil, err
-			}
-		}
-		m.linears[name] = l
-		return l, nil
 	}
-	c := cfg
-	var err error
-	if m.Embed, err = get("model.embed_tokens.weight", c.Vocab, c.Hidden); err != nil {
-		return nil, err
-	}
-	if m.Norm, err = get("model.norm.weight", c.Hidden); err != nil {
-		return nil, err
-	}
-	if c.TieWordEmbeddings {
-		if _, ok := src.Info("lm_head.weight"); ok {
-			used["lm_head.weight"] = true
-		}
-		m.LMHead = &Linear{Name: "lm_head", Out: c.Vocab, In: c.Hidden, W: m.Embed}
-	} else if m.LMHead, err = linear("lm_head", c.Vocab, c.Hidden, false); err != nil {
-		return nil, err
-	}
-	delete(m.linears, "lm_head")
+	return l, nil
+}
+
+// layerSpec is one linear module of a decoder layer.
+type layerSpec struct {
+	name    string
+	out, in int
+	bias    bool
+}
+
+func layerSpecs(c Config) []layerSpec {
 	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	return []layerSpec{
+		{"self_attn.q_proj", q, c.Hidden, c.QKVBias},
+		{"self_attn.k_proj", kv, c.Hidden, c.QKVBias},
+		{"self_attn.v_proj", kv, c.Hidden, c.QKVBias},
+		{"self_attn.o_proj", c.Hidden, q, c.OBias},
+		{"mlp.gate_proj", c.Intermediate, c.Hidden, c.MLPBias},
+		{"mlp.up_proj", c.Intermediate, c.Hidden, c.MLPBias},
+		{"mlp.down_proj", c.Hidden, c.Intermediate, c.MLPBias},
+	}
+}
+
+// expectAll lists every tensor of a full model with its shape.
+func (b *builder) expectAll(c Config) {
+	b.expect("model.embed_tokens.weight", c.Vocab, c.Hidden)
+	b.expect("model.norm.weight", c.Hidden)
+	if !c.TieWordEmbeddings {
+		b.expect("lm_head.weight", c.Vocab, c.Hidden)
+	}
 	for i := 0; i < c.Layers; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
-		l := &Layer{}
-		if l.InputNorm, err = get(p+"input_layernorm.weight", c.Hidden); err != nil {
-			return nil, err
-		}
-		if l.PostNorm, err = get(p+"post_attention_layernorm.weight", c.Hidden); err != nil {
-			return nil, err
-		}
-		specs := []struct {
-			dst     **Linear
-			name    string
-			out, in int
-			bias    bool
-		}{
-			{&l.Q, "self_attn.q_proj", q, c.Hidden, c.QKVBias},
-			{&l.K, "self_attn.k_proj", kv, c.Hidden, c.QKVBias},
-			{&l.V, "self_attn.v_proj", kv, c.Hidden, c.QKVBias},
-			{&l.O, "self_attn.o_proj", c.Hidden, q, c.OBias},
-			{&l.Gate, "mlp.gate_proj", c.Intermediate, c.Hidden, c.MLPBias},
-			{&l.Up, "mlp.up_proj", c.Intermediate, c.Hidden, c.MLPBias},
-			{&l.Down, "mlp.down_proj", c.Hidden, c.Intermediate, c.MLPBias},
-		}
-		for _, s := range specs {
-			if *s.dst, err = linear(p+s.name, s.out, s.in, s.bias); err != nil {
-				return nil, err
+		b.expect(p+"input_layernorm.weight", c.Hidden)
+		b.expect(p+"post_attention_layernorm.weight", c.Hidden)
+		for _, s := range layerSpecs(c) {
+			b.expect(p+s.name+".weight", s.out, s.in)
+			if s.bias {
+				b.expect(p+s.name+".bias", s.out)
 			}
 		}
-		m.Layers = append(m.Layers, l)
+	}
+}
+
+func build(cfg Config, dir string, src tensorSource, r Range) (*Model, error) {
+	m := &Model{Config: cfg, Dir: dir, Range: r, linears: map[string]*Linear{}, Layers: make([]*Layer, cfg.Layers)}
+	b := &builder{m: m, src: src, expected: map[string][]int{}}
+	b.expectAll(cfg)
+	c := cfg
+	var err error
+	if r.Embed || (r.Head && c.TieWordEmbeddings) {
+		if m.Embed, err = b.get("model.embed_tokens.weight"); err != nil {
+			return nil, err
+		}
+	}
+	if r.Head {
+		if m.Norm, err = b.get("model.norm.weight"); err != nil {
+			return nil, err
+		}
+		if c.TieWordEmbeddings {
+			m.LMHead = &Linear{Name: "lm_head", Out: c.Vocab, In: c.Hidden, W: m.Embed}
+		} else if m.LMHead, err = b.linear("lm_head", c.Vocab, c.Hidden, false); err != nil {
+			return nil, err
+		}
+	}
+	for i := r.Lo; i < r.Hi; i++ {
+		if m.Layers[i], err = b.layer(i); err != nil {
+			return nil, err
+		}
 	}
 	for _, n := range src.Names() {
-		if !used[n] && !ignorable(n) {
+		if _, ok := b.expected[n]; !ok && !ignorable(n) && !(n == "lm_head.weight" && c.TieWordEmbeddings) {
 			return nil, fmt.Errorf("model %s: %w: tensor %s is not part of a %s model as config.json describes it", dir, ErrUnsupported, n, c.ModelType)
+		}
+	}
+	for n := range b.expected {
+		if _, ok := src.Info(n); !ok {
+			return nil, fmt.Errorf("model %s: %w: tensor %s is missing (expected shape %v)", dir, ErrInvalid, n, b.expected[n])
 		}
 	}
 	m.rope = newRope(c.HeadDim, c.RopeTheta)
 	return m, nil
+}
+
+// layer reads decoder layer i.
+func (b *builder) layer(i int) (*Layer, error) {
+	c := b.m.Config
+	p := fmt.Sprintf("model.layers.%d.", i)
+	l := &Layer{}
+	var err error
+	if l.InputNorm, err = b.get(p + "input_layernorm.weight"); err != nil {
+		return nil, err
+	}
+	if l.PostNorm, err = b.get(p + "post_attention_layernorm.weight"); err != nil {
+		return nil, err
+	}
+	dst := []**Linear{&l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down}
+	for k, s := range layerSpecs(c) {
+		if *dst[k], err = b.linear(p+s.name, s.out, s.in, s.bias); err != nil {
+			return nil, err
+		}
+		b.m.linears[p+s.name] = *dst[k]
+	}
+	return l, nil
 }
 
 // ignorable lists checkpoint tensors that carry no weights the engine needs.
@@ -234,6 +343,7 @@ func (m *Model) WithLoRA(updates map[string][]LoRA, merged bool) (*Model, error)
 	v := *m
 	v.linears = make(map[string]*Linear, len(m.linears))
 	v.Layers = make([]*Layer, len(m.Layers))
+	v.owned = nil
 	swap := func(l *Linear) *Linear {
 		ls, ok := updates[l.Name]
 		if !ok || len(ls) == 0 {
@@ -254,12 +364,67 @@ func (m *Model) WithLoRA(updates map[string][]LoRA, merged bool) (*Model, error)
 		return &c
 	}
 	for i, l := range m.Layers {
+		if l == nil {
+			continue
+		}
 		nl := *l
 		nl.Q, nl.K, nl.V, nl.O = swap(l.Q), swap(l.K), swap(l.V), swap(l.O)
 		nl.Gate, nl.Up, nl.Down = swap(l.Gate), swap(l.Up), swap(l.Down)
 		v.Layers[i] = &nl
 	}
 	return &v, nil
+}
+
+// Mutable returns a variant of m in which the named linear modules are private copies whose
+// unmerged updates SetLoRA may replace in place; the other modules share m's. This is how a merged
+// model is updated site by site without rebuilding it.
+func (m *Model) Mutable(names []string) *Model {
+	up := make(map[string][]LoRA, len(names))
+	for _, n := range names {
+		up[n] = nil
+	}
+	v := *m
+	v.linears = make(map[string]*Linear, len(m.linears))
+	v.Layers = make([]*Layer, len(m.Layers))
+	v.owned = map[string]bool{}
+	swap := func(l *Linear) *Linear {
+		if _, ok := up[l.Name]; !ok {
+			v.linears[l.Name] = l
+			return l
+		}
+		c := *l
+		c.LoRAs = append([]LoRA(nil), l.LoRAs...)
+		v.linears[l.Name] = &c
+		v.owned[l.Name] = true
+		return &c
+	}
+	for i, l := range m.Layers {
+		if l == nil {
+			continue
+		}
+		nl := *l
+		nl.Q, nl.K, nl.V, nl.O = swap(l.Q), swap(l.K), swap(l.V), swap(l.O)
+		nl.Gate, nl.Up, nl.Down = swap(l.Gate), swap(l.Up), swap(l.Down)
+		v.Layers[i] = &nl
+	}
+	return &v
+}
+
+// SetLoRA replaces the unmerged updates of a module of a Mutable variant. It must not be called
+// while the model runs.
+func (m *Model) SetLoRA(name string, ls []LoRA) error {
+	l, ok := m.linears[name]
+	if !ok || !m.owned[name] {
+		return fmt.Errorf("%w: module %s is not a mutable module of this model variant", ErrInvalid, name)
+	}
+	for _, u := range ls {
+		if len(u.A) != u.R*l.In || len(u.B) != l.Out*u.R {
+			return fmt.Errorf("%w: module %s: LoRA of rank %d has A of %d and B of %d values, want %dx%d and %dx%d",
+				ErrInvalid, name, u.R, len(u.A), len(u.B), u.R, l.In, l.Out, u.R)
+		}
+	}
+	l.LoRAs = append([]LoRA(nil), ls...)
+	return nil
 }
 
 // addLowRank adds Scale*B*A (out x in) to w, accumulating each entry in float64.

@@ -172,7 +172,11 @@ func siteInputs(t *testing.T, mg *Merger, task int, site string) *mat.Dense {
 	l, p, _ := model.PointOf(site)
 	var rows []float64
 	var width int
-	_, err := mg.taskMods[task].Forward(mg.tasks[task].Seqs, model.ForwardOptions{Observe: func(ll int, pp model.Point, x []float32, n int) {
+	tm, err := mg.base.WithLoRA(LoRAs(mg.tasks[task].Adapter), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tm.Forward(mg.tasks[task].Seqs, model.ForwardOptions{Observe: func(ll int, pp model.Point, x []float32, n int) {
 		if ll == l && pp == p {
 			rows = append(rows, f64(x)...)
 			width = len(x) / n

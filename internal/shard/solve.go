@@ -1,0 +1,129 @@
+package shard
+
+import (
+	"fmt"
+
+	"gonum.org/v1/gonum/mat"
+
+	"github.com/iteris-dev/iteris/internal/gram"
+	"github.com/iteris-dev/iteris/internal/merge"
+)
+
+// SiteRecord is one site's outcome in one solve.
+type SiteRecord struct {
+	// Residual is the solve's objective value, from the Grams.
+	Residual float64 `json:"residual"`
+	// RelChange is ||dW(k) - dW(k-1)||_F / ||dW(k-1)||_F (absent on a site's first solve).
+	RelChange *float64 `json:"rel_change,omitempty"`
+	// Coefs are the adaptive weights c_i, in task order.
+	Coefs []float64 `json:"coefs"`
+	// Weights are w_i = c_i m_i.
+	Weights []float64 `json:"weights"`
+	// Method is how H was solved: cholesky, lu or pinv.
+	Method string `json:"method"`
+	// Rank is the site's output rank.
+	Rank int `json:"rank"`
+	// Tokens is the number of calibration tokens per task.
+	Tokens []int `json:"tokens"`
+}
+
+// w0 returns the base weight of a site in float64.
+func (u *Unit) w0(s *Site) *mat.Dense {
+	lin, _ := u.base.Linear(s.Name)
+	return mat.NewDense(lin.Out, lin.In, f64(lin.W))
+}
+
+// solveSite solves one site from its Grams. prev is the site's update from the previous solve
+// (nil on the first): its adaptive weights are reused and the relative change is measured against
+// it. Nothing of the unit changes.
+func (u *Unit) solveSite(s *Site, g []gram.Grams, prev *Update) (Update, SiteRecord, error) {
+	set := u.set
+	var coefs []float64
+	if prev != nil && set.Adaptive {
+		coefs = prev.Coefs
+	}
+	var w0 *mat.Dense
+	if (set.Adaptive && coefs == nil) || set.Objective == merge.Full {
+		w0 = u.w0(s)
+	}
+	rank := set.Rank
+	if rank == 0 {
+		// auto: the sum of the ranks of the adapters that have this module (the zero
+		// placeholders of the others add nothing).
+		for i, f := range s.Factors {
+			if !s.Missing[i] {
+				r, _ := f.A.Dims()
+				rank += r
+			}
+		}
+	}
+	var res merge.SiteResult
+	var err error
+	if set.Method == MethodRegMean {
+		res, err = merge.SolveRegMean(w0, s.Factors, g, set.Reduce, rank)
+	} else {
+		res, err = merge.SolveIterIS(w0, s.Factors, g, merge.SolveOptions{
+			Objective: set.Objective, Alpha1: set.Alpha1, Alpha2: set.Alpha2,
+			Adaptive: set.Adaptive, Rank: rank, Seed: set.Seed, Coefs: coefs,
+		})
+	}
+	if err != nil {
+		return Update{}, SiteRecord{}, fmt.Errorf("site %s: %w", s.Name, err)
+	}
+	b, a := res.B, res.A
+	if set.Objective != merge.Full {
+		b, a = dropMissing(s, b, a)
+	}
+	up := Update{B: b, A: a}
+	if set.Adaptive {
+		up.Coefs = res.Coefs
+	}
+	rec := SiteRecord{Residual: res.Residual, Coefs: res.Coefs, Weights: res.Weights, Method: res.Method}
+	if prev != nil {
+		rc := merge.RelChange(prev.B, prev.A, b, a)
+		rec.RelChange = &rc
+	}
+	rec.Rank, _ = a.Dims()
+	for _, gi := range g {
+		rec.Tokens = append(rec.Tokens, gi.Tokens)
+	}
+	return up, rec, nil
+}
+
+// dropMissing removes the zero-rank columns that stand for tasks lacking the module, when the
+// output is the concatenation [B_1 ... B_N] (the delta objective at full rank).
+func dropMissing(s *Site, b, a *mat.Dense) (*mat.Dense, *mat.Dense) {
+	hasMissing := false
+	R := 0
+	for i, f := range s.Factors {
+		r, _ := f.A.Dims()
+		R += r
+		hasMissing = hasMissing || s.Missing[i]
+	}
+	if !hasMissing {
+		return b, a
+	}
+	if k, _ := a.Dims(); k != R {
+		return b, a // truncated: columns are mixed, nothing to drop
+	}
+	m, _ := b.Dims()
+	_, n := a.Dims()
+	var keepCols []int
+	off := 0
+	for i, f := range s.Factors {
+		r, _ := f.A.Dims()
+		if !s.Missing[i] {
+			for j := 0; j < r; j++ {
+				keepCols = append(keepCols, off+j)
+			}
+		}
+		off += r
+	}
+	nb := mat.NewDense(m, len(keepCols), nil)
+	na := mat.NewDense(len(keepCols), n, nil)
+	for j, c := range keepCols {
+		nb.SetCol(j, mat.Col(nil, c, b))
+		na.SetRow(j, a.RawRowView(c))
+	}
+	return nb, na
+}
