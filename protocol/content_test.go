@@ -137,7 +137,9 @@ func TestRowsRoundTrip(t *testing.T) {
 }
 
 func TestEncodeRowsRefuses(t *testing.T) {
-	ok := func() Batch { return Batch{Task: 1, Width: 2, Lens: []int{1, 2}, Start: []int{0, 4}, Data: make([]float32, 6)} }
+	ok := func() Batch {
+		return Batch{Task: 1, Width: 2, Lens: []int{1, 2}, Start: []int{0, 4}, Data: make([]float32, 6)}
+	}
 	cases := []struct {
 		name string
 		edit func(b *Batch)
@@ -225,7 +227,9 @@ func TestFactorsRoundTrip(t *testing.T) {
 }
 
 func TestEncodeFactorsRefuses(t *testing.T) {
-	ok := func() Site { return Site{Name: "s", Out: 2, Rank: 1, In: 2, B: make([]float64, 2), A: make([]float64, 2)} }
+	ok := func() Site {
+		return Site{Name: "s", Out: 2, Rank: 1, In: 2, B: make([]float64, 2), A: make([]float64, 2)}
+	}
 	cases := []struct {
 		name string
 		edit func(f *Factors)
