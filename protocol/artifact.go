@@ -44,10 +44,14 @@ const (
 	KindFactors Kind = 2
 	// KindSequences is token-id sequences per task (EncodeSequences).
 	KindSequences Kind = 3
+	// KindPrompts is calibration prompts per task with their completion budgets (EncodePrompts).
+	KindPrompts Kind = 4
+	// KindFiles is a set of named files: a job's output directory (EncodeFiles).
+	KindFiles Kind = 5
 )
 
 // Valid reports whether k is a kind this build knows.
-func (k Kind) Valid() bool { return k >= KindRows && k <= KindSequences }
+func (k Kind) Valid() bool { return k >= KindRows && k <= KindFiles }
 
 // String returns the kind's name ("rows", "factors", "sequences").
 func (k Kind) String() string {
@@ -58,6 +62,10 @@ func (k Kind) String() string {
 		return "factors"
 	case KindSequences:
 		return "sequences"
+	case KindPrompts:
+		return "prompts"
+	case KindFiles:
+		return "files"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }

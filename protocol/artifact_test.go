@@ -48,7 +48,7 @@ func TestValidateJobID(t *testing.T) {
 }
 
 func TestKindAndCodecNames(t *testing.T) {
-	for k, want := range map[Kind]string{KindRows: "rows", KindFactors: "factors", KindSequences: "sequences", 0: "kind(0)", 4: "kind(4)"} {
+	for k, want := range map[Kind]string{KindRows: "rows", KindFactors: "factors", KindSequences: "sequences", KindPrompts: "prompts", KindFiles: "files", 0: "kind(0)", 6: "kind(6)"} {
 		if k.String() != want || k.Valid() != !strings.HasPrefix(want, "kind(") {
 			t.Errorf("kind %d: %q valid=%v", k, k, k.Valid())
 		}

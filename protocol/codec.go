@@ -72,7 +72,7 @@ func DefaultCodec(k Kind) Codec {
 	switch k {
 	case KindRows, KindFactors:
 		return CodecShuffle4Zstd
-	case KindSequences:
+	case KindSequences, KindPrompts, KindFiles:
 		return CodecZstd
 	}
 	return CodecRaw

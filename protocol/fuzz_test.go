@@ -86,3 +86,73 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeMessages feeds every JSON message decoder the same bytes: none may panic, and what one
+// accepts must encode to something it accepts again.
+func FuzzDecodeMessages(f *testing.F) {
+	for _, tc := range sampleMessages() {
+		f.Add(Encode(tc.msg))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, tc := range sampleMessages() {
+			m, err := tc.decode(b)
+			if err != nil {
+				continue
+			}
+			if _, err := tc.decode(Encode(m)); err != nil {
+				t.Fatalf("%s: re-encoding an accepted message is refused: %v", tc.name, err)
+			}
+		}
+	})
+}
+
+// FuzzDecodePrompts checks the prompts decoder never panics and accepts only canonical content.
+func FuzzDecodePrompts(f *testing.F) {
+	b, _ := EncodePrompts([][]Prompt{{{Tokens: []int{1, 2}, MaxNew: 3}}})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := DecodePrompts(b)
+		if err != nil {
+			return
+		}
+		again, err := EncodePrompts(p)
+		if err != nil || string(again) != string(b) {
+			t.Fatalf("accepted content is not canonical: %v", err)
+		}
+	})
+}
+
+// FuzzDecodeFiles checks the files decoder never panics and accepts only canonical content.
+func FuzzDecodeFiles(f *testing.F) {
+	b, _ := EncodeFiles([]File{{Name: "a", Data: []byte("x")}})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fs, err := DecodeFiles(b)
+		if err != nil {
+			return
+		}
+		for _, fl := range fs {
+			if ValidateFileName(fl.Name) != nil {
+				t.Fatalf("accepted unsafe name %q", fl.Name)
+			}
+		}
+		again, err := EncodeFiles(fs)
+		if err != nil || string(again) != string(b) {
+			t.Fatalf("accepted content is not canonical: %v", err)
+		}
+	})
+}
+
+// FuzzDecodeGenStep checks the generation-step decoder never panics.
+func FuzzDecodeGenStep(f *testing.F) {
+	f.Add(EncodeGenStep(GenStep{Job: "j", Attempt: 1, Slots: []int{0}}, []byte{1}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		g, rows, err := DecodeGenStep(b)
+		if err != nil {
+			return
+		}
+		if _, _, err := DecodeGenStep(EncodeGenStep(g, rows)); err != nil {
+			t.Fatalf("re-encoding an accepted step is refused: %v", err)
+		}
+	})
+}
