@@ -188,6 +188,9 @@ type Outputs struct {
 	Factors Ref `json:"factors,omitzero"`
 	// Sequences are the calibration sequences (StepCalibrate, first shard).
 	Sequences Ref `json:"sequences,omitzero"`
+	// Records are the site records of the step (a factors artifact without sites), for the
+	// merge report.
+	Records Ref `json:"records,omitzero"`
 }
 
 // Stats describe a task attempt's work.

@@ -32,7 +32,7 @@ func sampleMessages() []struct {
 			Inputs: Inputs{T: sampleRef(1), M: sampleRef(2), Prev: sampleRef(3)}},
 			func(b []byte) (any, error) { return DecodeTask(b) }},
 		{"result", Result{Head: NewHead(), TaskKey: key, Attempt: 2, Worker: "w-1",
-			Outputs: Outputs{M: sampleRef(4), Factors: sampleRef(5)},
+			Outputs: Outputs{M: sampleRef(4), Factors: sampleRef(5), Records: sampleRef(6)},
 			Stats:   Stats{Seconds: 1.5, CaptureSeconds: 1, SolveSeconds: 0.5, BytesIn: 10, BytesOut: 20, MaxRelChange: &rc}},
 			func(b []byte) (any, error) { return DecodeResult(b) }},
 		{"register", Register{Head: NewHead(), Worker: "w-1", Version: "v0.1.0", Memory: 8 << 30},
