@@ -176,13 +176,17 @@ func u32s(vs ...uint32) []byte {
 
 // rowsBytes, factorsBytes and seqBytes prefix hand-built fields with their content header
 // (factorsBytes also inserts the reserved zero after the site count).
-func rowsBytes(vs ...uint32) []byte { return append([]byte("ROWS"), u32s(append([]uint32{1}, vs...)...)...) }
+func rowsBytes(vs ...uint32) []byte {
+	return append([]byte("ROWS"), u32s(append([]uint32{1}, vs...)...)...)
+}
 
 func factorsBytes(count uint32, vs ...uint32) []byte {
 	return append([]byte("FCTR"), u32s(append([]uint32{1, count, 0}, vs...)...)...)
 }
 
-func seqBytes(vs ...uint32) []byte { return append([]byte("SEQS"), u32s(append([]uint32{1}, vs...)...)...) }
+func seqBytes(vs ...uint32) []byte {
+	return append([]byte("SEQS"), u32s(append([]uint32{1}, vs...)...)...)
+}
 
 func TestDecodeRowsRefuses(t *testing.T) {
 	cases := []struct {
@@ -190,7 +194,7 @@ func TestDecodeRowsRefuses(t *testing.T) {
 		bytes []byte
 		sub   string
 	}{
-		{"huge batch count", rowsBytes(1<<30), "batches needs 1073741824 x 20 bytes"},
+		{"huge batch count", rowsBytes(1 << 30), "batches needs 1073741824 x 20 bytes"},
 		{"huge sequence count", rowsBytes(1, 0, 4, 1<<31, 0, 0), "lengths and starts needs 2147483648 x 8 bytes"},
 		{"rows beyond the bytes", rowsBytes(1, 0, 1<<31, 1, 1<<31, 0), "2147483648 rows of width 2147483648"},
 		{"zero width", rowsBytes(1, 0, 0, 1, 1, 0, 0), "width 0"},
@@ -275,7 +279,7 @@ func TestDecodeFactorsRefuses(t *testing.T) {
 		bytes []byte
 		sub   string
 	}{
-		{"huge site count", factorsBytes(1<<30), "sites needs 1073741824 x 24 bytes"},
+		{"huge site count", factorsBytes(1 << 30), "sites needs 1073741824 x 24 bytes"},
 		{"empty name", append(append(factorsBytes(1), site("", 1, 1, 1)...), make([]byte, 8)...), "name of 0 bytes"},
 		{"long name", append(factorsBytes(1, 2000, 1, 1, 1), make([]byte, 2000)...), "name of 2000 bytes"},
 		{"padding not zero", append(factorsBytes(1, 1, 1, 0, 1), 'a', 0, 0, 0, 0, 0, 0, 1), "padding after the name"},
@@ -320,7 +324,7 @@ func TestSequencesRefuse(t *testing.T) {
 		bytes []byte
 		sub   string
 	}{
-		{"huge task count", seqBytes(1<<30), "tasks needs 1073741824 x 4 bytes"},
+		{"huge task count", seqBytes(1 << 30), "tasks needs 1073741824 x 4 bytes"},
 		{"huge sequence count", seqBytes(1, 1<<30), "task 0: lengths needs 1073741824 x 4 bytes"},
 		{"tokens beyond the bytes", seqBytes(1, 1, 1<<30), "task 0, sequence 0: 1073741824 tokens needs"},
 		{"empty sequence", seqBytes(1, 1, 0), "task 0, sequence 0 has no tokens"},
