@@ -95,7 +95,7 @@ func TestContentDamage(t *testing.T) {
 				}
 			}
 			bad := bytes.Clone(b)
-			bad[0] = 2
+			bad[4] = 2
 			_, err = c.reencode(bad)
 			wantErr(t, err, ErrVersion, c.name, "content version 2")
 		})
@@ -128,7 +128,7 @@ func TestRowsRoundTrip(t *testing.T) {
 	}
 	// An empty stream is a valid artifact.
 	b, err = EncodeRows(nil)
-	if err != nil || len(b) != 8 {
+	if err != nil || len(b) != 12 {
 		t.Fatalf("empty rows: %x, %v", b, err)
 	}
 	if out, err := DecodeRows(b); err != nil || len(out) != 0 {
@@ -174,20 +174,34 @@ func u32s(vs ...uint32) []byte {
 	return b
 }
 
+// rowsBytes, factorsBytes and seqBytes prefix hand-built fields with their content header
+// (factorsBytes also inserts the reserved zero after the site count).
+func rowsBytes(vs ...uint32) []byte {
+	return append([]byte("ROWS"), u32s(append([]uint32{1}, vs...)...)...)
+}
+
+func factorsBytes(count uint32, vs ...uint32) []byte {
+	return append([]byte("FCTR"), u32s(append([]uint32{1, count, 0}, vs...)...)...)
+}
+
+func seqBytes(vs ...uint32) []byte {
+	return append([]byte("SEQS"), u32s(append([]uint32{1}, vs...)...)...)
+}
+
 func TestDecodeRowsRefuses(t *testing.T) {
 	cases := []struct {
 		name  string
 		bytes []byte
 		sub   string
 	}{
-		{"huge batch count", u32s(1, 1<<30), "batches needs 1073741824 x 20 bytes"},
-		{"huge sequence count", u32s(1, 1, 0, 4, 1<<31, 0, 0), "lengths and starts needs 2147483648 x 8 bytes"},
-		{"rows beyond the bytes", u32s(1, 1, 0, 1<<31, 1, 1<<31, 0), "2147483648 rows of width 2147483648"},
-		{"zero width", u32s(1, 1, 0, 0, 1, 1, 0, 0), "width 0"},
-		{"no sequences", u32s(1, 1, 0, 1, 0, 0, 0), "no sequences"},
-		{"empty sequence", u32s(1, 1, 0, 1, 1, 0, 0), "sequence 0 has 0 rows"},
-		{"task order", append(u32s(1, 2, 3, 1, 1, 1, 0, 0), u32s(2, 1, 1, 1, 0, 0)...), "task 2 after task 3"},
-		{"trailing", u32s(1, 0, 0), "4 bytes after the end"},
+		{"huge batch count", rowsBytes(1 << 30), "batches needs 1073741824 x 20 bytes"},
+		{"huge sequence count", rowsBytes(1, 0, 4, 1<<31, 0, 0), "lengths and starts needs 2147483648 x 8 bytes"},
+		{"rows beyond the bytes", rowsBytes(1, 0, 1<<31, 1, 1<<31, 0), "2147483648 rows of width 2147483648"},
+		{"zero width", rowsBytes(1, 0, 0, 1, 1, 0, 0), "width 0"},
+		{"no sequences", rowsBytes(1, 0, 1, 0, 0, 0), "no sequences"},
+		{"empty sequence", rowsBytes(1, 0, 1, 1, 0, 0), "sequence 0 has 0 rows"},
+		{"task order", append(rowsBytes(2, 3, 1, 1, 1, 0, 0), u32s(2, 1, 1, 1, 0, 0)...), "task 2 after task 3"},
+		{"trailing", rowsBytes(0, 0), "4 bytes after the end"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -213,12 +227,12 @@ func TestFactorsRoundTrip(t *testing.T) {
 		t.Fatalf("got %+v, want %+v", out, want)
 	}
 	// The first site's B starts 8-byte aligned, after the 30-byte name padded to 32.
-	if got := math.Float64frombits(binary.LittleEndian.Uint64(b[8+16+32:])); got != 1e-300 {
-		t.Fatalf("B[0] at byte 56 is %g, want 1e-300", got)
+	if got := math.Float64frombits(binary.LittleEndian.Uint64(b[16+16+32:])); got != 1e-300 {
+		t.Fatalf("B[0] at byte 64 is %g, want 1e-300", got)
 	}
 	// No records, no sites.
 	b, err = EncodeFactors(Factors{})
-	if err != nil || len(b) != 12 {
+	if err != nil || len(b) != 20 {
 		t.Fatalf("empty factors: %x, %v", b, err)
 	}
 	if out, err := DecodeFactors(b); err != nil || len(out.Sites) != 0 || out.Records != nil {
@@ -265,15 +279,15 @@ func TestDecodeFactorsRefuses(t *testing.T) {
 		bytes []byte
 		sub   string
 	}{
-		{"huge site count", u32s(1, 1<<30), "sites needs 1073741824 x 24 bytes"},
-		{"empty name", append(append(u32s(1, 1), site("", 1, 1, 1)...), make([]byte, 8)...), "name of 0 bytes"},
-		{"long name", append(u32s(1, 1, 2000, 1, 1, 1), make([]byte, 2000)...), "name of 2000 bytes"},
-		{"padding not zero", append(u32s(1, 1, 1, 1, 0, 1), 'a', 0, 0, 0, 0, 0, 0, 1), "padding after the name"},
-		{"name order", append(append(u32s(1, 2), site("b", 1, 0, 1)...), site("a", 1, 0, 1)...), `site "a" after "b"`},
-		{"zero m", append(u32s(1, 1), site("a", 0, 1, 1)...), "shape 0 x 1 x 1"},
-		{"factors beyond the bytes", append(u32s(1, 1), site("a", 1<<31, 1<<31, 1)...), "B (2147483648 x 2147483648) needs"},
-		{"records beyond the bytes", u32s(1, 0, 100), "records needs 100 x 1 bytes"},
-		{"records not JSON", append(u32s(1, 0, 1), '{'), "records are not valid JSON"},
+		{"huge site count", factorsBytes(1 << 30), "sites needs 1073741824 x 24 bytes"},
+		{"empty name", append(append(factorsBytes(1), site("", 1, 1, 1)...), make([]byte, 8)...), "name of 0 bytes"},
+		{"long name", append(factorsBytes(1, 2000, 1, 1, 1), make([]byte, 2000)...), "name of 2000 bytes"},
+		{"padding not zero", append(factorsBytes(1, 1, 1, 0, 1), 'a', 0, 0, 0, 0, 0, 0, 1), "padding after the name"},
+		{"name order", append(append(factorsBytes(2), site("b", 1, 0, 1)...), site("a", 1, 0, 1)...), `site "a" after "b"`},
+		{"zero m", append(factorsBytes(1), site("a", 0, 1, 1)...), "shape 0 x 1 x 1"},
+		{"factors beyond the bytes", append(factorsBytes(1), site("a", 1<<31, 1<<31, 1)...), "B (2147483648 x 2147483648) needs"},
+		{"records beyond the bytes", factorsBytes(0, 100), "records needs 100 x 1 bytes"},
+		{"records not JSON", append(factorsBytes(0, 1), '{'), "records are not valid JSON"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -310,16 +324,34 @@ func TestSequencesRefuse(t *testing.T) {
 		bytes []byte
 		sub   string
 	}{
-		{"huge task count", u32s(1, 1<<30), "tasks needs 1073741824 x 4 bytes"},
-		{"huge sequence count", u32s(1, 1, 1<<30), "task 0: lengths needs 1073741824 x 4 bytes"},
-		{"tokens beyond the bytes", u32s(1, 1, 1, 1<<30), "task 0, sequence 0: 1073741824 tokens needs"},
-		{"empty sequence", u32s(1, 1, 1, 0), "task 0, sequence 0 has no tokens"},
-		{"negative token", u32s(1, 1, 1, 1, 0xffffffff), "token id -1 is negative"},
+		{"huge task count", seqBytes(1 << 30), "tasks needs 1073741824 x 4 bytes"},
+		{"huge sequence count", seqBytes(1, 1<<30), "task 0: lengths needs 1073741824 x 4 bytes"},
+		{"tokens beyond the bytes", seqBytes(1, 1, 1<<30), "task 0, sequence 0: 1073741824 tokens needs"},
+		{"empty sequence", seqBytes(1, 1, 0), "task 0, sequence 0 has no tokens"},
+		{"negative token", seqBytes(1, 1, 1, 0xffffffff), "token id -1 is negative"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := DecodeSequences(c.bytes)
 			wantErr(t, err, ErrMalformed, "sequences", c.sub)
 		})
+	}
+}
+
+// The magic keeps one kind's content from decoding as another's, even when empty.
+func TestContentKindsDoNotCollide(t *testing.T) {
+	rows, _ := EncodeRows(nil)
+	fac, _ := EncodeFactors(Factors{})
+	seq, _ := EncodeSequences(nil)
+	if _, err := DecodeSequences(rows); !errors.Is(err, ErrMalformed) {
+		t.Errorf("empty rows as sequences: %v", err)
+	}
+	if _, err := DecodeRows(seq); !errors.Is(err, ErrMalformed) {
+		t.Errorf("empty sequences as rows: %v", err)
+	}
+	_, err := DecodeRows(fac)
+	wantErr(t, err, ErrMalformed, `magic "FCTR", want "ROWS"`, "at byte 0")
+	if RefOf(rows) == RefOf(seq) {
+		t.Error("empty rows and empty sequences share a ref")
 	}
 }

@@ -34,7 +34,7 @@ const MaxSiteNameLen = 1024
 
 // Factors content layout (little-endian):
 //
-//	version (= ContentVersion), site count S
+//	"FCTR", version (= ContentVersion), site count S, zero (uint32)
 //	S times, in name order: name length L, m, k, n (uint32 each), the name, zero bytes up to a
 //	         multiple of 8, B (m x k float64), A (k x n float64)
 //	records length R (uint32), R bytes of JSON
@@ -49,7 +49,7 @@ const siteHeader = 16 + 8
 func EncodeFactors(f Factors) ([]byte, error) {
 	sites := slices.Clone(f.Sites)
 	slices.SortFunc(sites, func(a, b Site) int { return strings.Compare(a.Name, b.Name) })
-	size := 12 + len(f.Records)
+	size := 20 + len(f.Records)
 	for i := range sites {
 		s := &sites[i]
 		if i > 0 && s.Name == sites[i-1].Name {
@@ -67,8 +67,9 @@ func EncodeFactors(f Factors) ([]byte, error) {
 		return nil, fmt.Errorf("factors: %w: %d bytes of records", ErrInvalid, len(f.Records))
 	}
 	out := make([]byte, 0, size)
-	out = appendU32(out, ContentVersion)
+	out = appendContentHeader(out, factorsMagic)
 	out = appendU32(out, uint32(len(sites)))
+	out = appendU32(out, 0)
 	for i := range sites {
 		s := &sites[i]
 		for _, v := range []int{len(s.Name), s.Out, s.Rank, s.In} {
@@ -106,8 +107,11 @@ func checkSite(s *Site) error {
 // writes. Errors wrap ErrMalformed (or ErrVersion) and name the site and field.
 func DecodeFactors(content []byte) (Factors, error) {
 	d := newDecoder("factors", content)
-	d.version()
+	d.header(factorsMagic)
 	n := d.u32("site count")
+	if z := d.u32("reserved"); d.err == nil && z != 0 {
+		d.fail("reserved field %d, want 0", z)
+	}
 	if !d.need(uint64(n), siteHeader, "sites") {
 		return Factors{}, d.err
 	}

@@ -27,7 +27,7 @@ func ValidateFileName(name string) error {
 
 // Files content layout (little-endian):
 //
-//	version (= ContentVersion), file count F
+//	magic "FILS", version (= ContentVersion), file count F
 //	F times, in name order: name length L, data length D (uint32 each), the name, the data
 
 // EncodeFiles returns the canonical content of a files artifact (files sorted by name; names
@@ -39,7 +39,7 @@ func EncodeFiles(files []File) ([]byte, error) {
 			sorted[j], sorted[j-1] = sorted[j-1], sorted[j]
 		}
 	}
-	out := appendU32(nil, ContentVersion)
+	out := appendContentHeader(nil, filesMagic)
 	out = appendU32(out, uint32(len(sorted)))
 	for i, f := range sorted {
 		if err := ValidateFileName(f.Name); err != nil {
@@ -62,7 +62,7 @@ func EncodeFiles(files []File) ([]byte, error) {
 // DecodeFiles decodes the content of a files artifact, accepting exactly what EncodeFiles writes.
 func DecodeFiles(content []byte) ([]File, error) {
 	d := newDecoder("files", content)
-	d.version()
+	d.header(filesMagic)
 	n := d.u32("file count")
 	if !d.need(uint64(n), 8, "files") {
 		return nil, d.err

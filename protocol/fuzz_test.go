@@ -12,7 +12,7 @@ func fuzzContent(f *testing.F, sample []byte, reencode func([]byte) ([]byte, err
 	f.Add(sample)
 	f.Add(sample[:len(sample)/2])
 	f.Add([]byte{})
-	f.Add(u32s(1, 0))
+	f.Add(sample[:8])
 	f.Fuzz(func(t *testing.T, b []byte) {
 		again, err := reencode(b)
 		if err != nil {

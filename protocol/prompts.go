@@ -20,13 +20,13 @@ const MaxCompletion = 1 << 20
 
 // Prompts content layout (little-endian):
 //
-//	version (= ContentVersion), task count T
+//	magic "PRMT", version (= ContentVersion), task count T
 //	T times: item count N, N times (token count L >= 1, max new), then the items' tokens (int32)
 
 // EncodePrompts returns the canonical content of a prompts artifact: per task (in task order) its
 // calibration items in file order.
 func EncodePrompts(tasks [][]Prompt) ([]byte, error) {
-	out := appendU32(nil, ContentVersion)
+	out := appendContentHeader(nil, promptsMagic)
 	out = appendU32(out, uint32(len(tasks)))
 	for t, items := range tasks {
 		out = appendU32(out, uint32(len(items)))
@@ -53,7 +53,7 @@ func EncodePrompts(tasks [][]Prompt) ([]byte, error) {
 // writes.
 func DecodePrompts(content []byte) ([][]Prompt, error) {
 	d := newDecoder("prompts", content)
-	d.version()
+	d.header(promptsMagic)
 	nt := d.u32("task count")
 	if !d.need(uint64(nt), 4, "tasks") {
 		return nil, d.err

@@ -19,7 +19,7 @@ type Batch struct {
 
 // Rows content layout (little-endian; all fields uint32 so the float data stays 4-byte aligned):
 //
-//	version (= ContentVersion), batch count B
+//	"ROWS", version (= ContentVersion), batch count B
 //	B times: task, width W, sequence count S, S lengths, S start positions,
 //	         sum(lengths) x W float32
 //
@@ -30,7 +30,7 @@ const rowsBatchHeader = 5 * 4
 
 // EncodeRows returns the canonical content of a rows artifact holding batches, in order.
 func EncodeRows(batches []Batch) ([]byte, error) {
-	size := 8
+	size := 12
 	for i := range batches {
 		b := &batches[i]
 		if err := checkBatch(b, i, batches); err != nil {
@@ -39,7 +39,7 @@ func EncodeRows(batches []Batch) ([]byte, error) {
 		size += 12 + 8*len(b.Lens) + 4*len(b.Data)
 	}
 	out := make([]byte, 0, size)
-	out = appendU32(out, ContentVersion)
+	out = appendContentHeader(out, rowsMagic)
 	out = appendU32(out, uint32(len(batches)))
 	for i := range batches {
 		b := &batches[i]
@@ -91,7 +91,7 @@ func checkBatch(b *Batch, i int, all []Batch) error {
 // Errors wrap ErrMalformed (or ErrVersion) and name the batch and field.
 func DecodeRows(content []byte) ([]Batch, error) {
 	d := newDecoder("rows", content)
-	d.version()
+	d.header(rowsMagic)
 	n := d.u32("batch count")
 	if !d.need(uint64(n), rowsBatchHeader, "batches") {
 		return nil, d.err

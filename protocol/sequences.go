@@ -8,14 +8,14 @@ import (
 
 // Sequences content layout (little-endian):
 //
-//	version (= ContentVersion), task count T
+//	"SEQS", version (= ContentVersion), task count T
 //	T times: sequence count S, S lengths (uint32, at least 1 each), sum(lengths) token ids (int32,
 //	         non-negative)
 
 // EncodeSequences returns the canonical content of a sequences artifact: per task (in task
 // order) its token-id sequences.
 func EncodeSequences(tasks [][][]int) ([]byte, error) {
-	size := 8
+	size := 12
 	for t, seqs := range tasks {
 		size += 4 + 4*len(seqs)
 		for i, s := range seqs {
@@ -31,7 +31,7 @@ func EncodeSequences(tasks [][][]int) ([]byte, error) {
 		}
 	}
 	out := make([]byte, 0, size)
-	out = appendU32(out, ContentVersion)
+	out = appendContentHeader(out, sequencesMagic)
 	out = appendU32(out, uint32(len(tasks)))
 	for _, seqs := range tasks {
 		out = appendU32(out, uint32(len(seqs)))
@@ -51,7 +51,7 @@ func EncodeSequences(tasks [][][]int) ([]byte, error) {
 // EncodeSequences writes. Errors wrap ErrMalformed (or ErrVersion) and name the task and sequence.
 func DecodeSequences(content []byte) ([][][]int, error) {
 	d := newDecoder("sequences", content)
-	d.version()
+	d.header(sequencesMagic)
 	nt := d.u32("task count")
 	if !d.need(uint64(nt), 4, "tasks") {
 		return nil, d.err

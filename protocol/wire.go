@@ -8,8 +8,23 @@ import (
 )
 
 // ContentVersion is the version of the content encodings (rows, factors, sequences) written by
-// this build. Every content starts with it as a uint32.
+// this build. Every content starts with a 4-byte magic naming its kind ("ROWS", "FCTR", "SEQS"),
+// so the same bytes are never valid content of two kinds, then the version as a uint32.
 const ContentVersion = 1
+
+// The content magics.
+const (
+	rowsMagic      = "ROWS"
+	factorsMagic   = "FCTR"
+	sequencesMagic = "SEQS"
+	promptsMagic   = "PRMT"
+	filesMagic     = "FILS"
+)
+
+// appendContentHeader appends a content's magic and version.
+func appendContentHeader(b []byte, magic string) []byte {
+	return appendU32(append(b, magic...), ContentVersion)
+}
 
 // decoder walks content bytes. Every count is checked against the bytes left before anything is
 // allocated for it; the first error sticks and later reads return zeros.
@@ -53,8 +68,16 @@ func (d *decoder) u32(what string) uint32 {
 	return v
 }
 
-// version reads and checks the content version.
-func (d *decoder) version() {
+// header reads and checks the content's magic and version.
+func (d *decoder) header(magic string) {
+	if !d.need(4, 1, "magic") {
+		return
+	}
+	if m := d.b[d.off : d.off+4]; string(m) != magic {
+		d.fail("magic %q, want %q", m, magic)
+		return
+	}
+	d.off += 4
 	v := d.u32("version")
 	if d.err == nil && v != ContentVersion {
 		d.err = fmt.Errorf("%s: %w: content version %d (this build reads %d)", d.enc, ErrVersion, v, ContentVersion)

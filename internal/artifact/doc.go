@@ -1,0 +1,2 @@
+// Package artifact stores content-addressed artifacts (protocol frames) for the cluster.
+package artifact
