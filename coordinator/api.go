@@ -1,0 +1,208 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/iteris-dev/iteris/protocol"
+)
+
+// subscribe serves the job API and the workers' requests while this node leads.
+func (l *leader) subscribe(ctx context.Context) error {
+	handlers := []struct {
+		subject string
+		fn      func(ctx context.Context, m *nats.Msg)
+		async   bool
+	}{
+		{protocol.SubjectSubmit, l.submit, true},
+		{protocol.SubjectStatus, l.status, false},
+		{protocol.SubjectCancel, l.cancel, true},
+		{protocol.SubjectFetch, l.fetch, false},
+		{protocol.SubjectRegister, l.register, false},
+		{protocol.SubjectHeartbeat, l.heartbeat, false},
+	}
+	for _, h := range handlers {
+		fn, async := h.fn, h.async
+		sub, err := l.n.cfg.Conn.Subscribe(h.subject, func(m *nats.Msg) {
+			if async {
+				go fn(ctx, m)
+			} else {
+				fn(ctx, m)
+			}
+		})
+		if err != nil {
+			l.unsubscribe()
+			return fmt.Errorf("subscribing to %s: %w", h.subject, err)
+		}
+		l.subs = append(l.subs, sub)
+	}
+	return l.n.cfg.Conn.FlushWithContext(ctx)
+}
+
+func reply(m *nats.Msg, v any) {
+	if m.Reply != "" {
+		_ = m.Respond(protocol.Encode(v))
+	}
+}
+
+// refuse answers a request with an error of the reply type's shape.
+func (l *leader) refuse(m *nats.Msg, code protocol.Code, err error) {
+	reply(m, protocol.Reply{Head: protocol.NewHead(), Error: &protocol.Error{Code: code, Message: err.Error()}, Leader: l.n.cfg.ID})
+}
+
+// newJobID derives a job id from the submission and the leader's clock.
+func (l *leader) newJobID(sub protocol.Submit) string {
+	h := sha256.New()
+	h.Write(sub.Config)
+	h.Write([]byte(sub.Dir))
+	h.Write([]byte(l.n.cfg.ID))
+	h.Write([]byte(strconv.FormatInt(time.Now().UnixNano(), 10)))
+	return "j" + hex.EncodeToString(h.Sum(nil))[:15]
+}
+
+func (l *leader) submit(ctx context.Context, m *nats.Msg) {
+	sub, err := protocol.DecodeSubmit(m.Data)
+	if err != nil {
+		l.refuse(m, protocol.CodeBadRequest, err)
+		return
+	}
+	id := l.newJobID(sub)
+	spec, err := l.n.cfg.Jobs.Prepare(ctx, sub, id, l.n.cfg.Store)
+	if err != nil {
+		_ = l.n.cfg.Store.DropJob(context.Background(), id)
+		reply(m, protocol.SubmitReply{Head: protocol.NewHead(), Error: &protocol.Error{Code: protocol.CodeInvalidConfig, Message: err.Error()}, Leader: l.n.cfg.ID})
+		return
+	}
+	err = l.n.Propose(ctx, Command{Type: CmdSubmit, At: time.Now().UnixMilli(), Leader: l.n.cfg.ID, Job: id, Spec: &spec})
+	if err != nil {
+		code := protocol.CodeInternal
+		if errors.Is(err, ErrNotLeader) {
+			code = protocol.CodeNotLeader
+		}
+		reply(m, protocol.SubmitReply{Head: protocol.NewHead(), Error: &protocol.Error{Code: code, Message: err.Error()}, Leader: l.n.Leader()})
+		return
+	}
+	l.n.cfg.Logger.Info("job submitted", "job", id, "method", spec.Method)
+	reply(m, protocol.SubmitReply{Head: protocol.NewHead(), Job: id, Leader: l.n.cfg.ID})
+	l.wake()
+}
+
+func (l *leader) status(_ context.Context, m *nats.Msg) {
+	req, err := protocol.DecodeJobRequest(m.Data)
+	if err != nil {
+		l.refuse(m, protocol.CodeBadRequest, err)
+		return
+	}
+	out := protocol.StatusReply{Head: protocol.NewHead(), Leader: l.n.cfg.ID, Jobs: []protocol.JobStatus{}, Workers: []protocol.WorkerStatus{}}
+	found := req.Job == ""
+	l.n.View(func(s *State) {
+		for _, id := range s.Order {
+			if req.Job != "" && id != req.Job {
+				continue
+			}
+			found = true
+			out.Jobs = append(out.Jobs, jobStatus(s.Jobs[id]))
+		}
+		for _, id := range s.WorkerIDs() {
+			w := s.Workers[id]
+			out.Workers = append(out.Workers, protocol.WorkerStatus{Worker: w.ID, Version: w.Version, Memory: w.Memory, Alive: w.Alive, Job: w.Job, Shard: w.Shard})
+		}
+	})
+	if !found {
+		out.Error = protocol.Errorf(protocol.CodeNotFound, "no job %s", req.Job)
+	}
+	reply(m, out)
+}
+
+// jobStatus summarises a job for the status API.
+func jobStatus(j *Job) protocol.JobStatus {
+	done, all := j.Counts()
+	st := protocol.JobStatus{Job: j.ID, State: string(j.State), Method: j.Spec.Method, Schedule: j.Spec.Schedule,
+		TasksDone: done, Tasks: all, Error: j.Error, Submitted: j.Submitted, Finished: j.Finished, Shards: []protocol.ShardStatus{}}
+	if i := j.CurrentStep(); i < len(j.Plan.Steps) {
+		st.Step = j.Plan.Steps[i].String()
+	}
+	for i, sp := range j.Plan.Shards {
+		ss := protocol.ShardStatus{Lo: sp.Lo, Hi: sp.Hi}
+		if i < len(j.Shards) {
+			ss.Worker, ss.Loaded = j.Shards[i].Worker, j.Shards[i].Loaded
+		}
+		st.Shards = append(st.Shards, ss)
+	}
+	return st
+}
+
+func (l *leader) cancel(ctx context.Context, m *nats.Msg) {
+	req, err := protocol.DecodeJobRequest(m.Data)
+	if err != nil || req.Job == "" {
+		l.refuse(m, protocol.CodeBadRequest, fmt.Errorf("cancel needs a job id: %v", err))
+		return
+	}
+	err = l.n.Propose(ctx, Command{Type: CmdCancel, At: time.Now().UnixMilli(), Leader: l.n.cfg.ID, Job: req.Job, Reason: "canceled by a user"})
+	switch {
+	case errors.Is(err, ErrUnknownJob):
+		l.refuse(m, protocol.CodeNotFound, err)
+	case err != nil:
+		l.refuse(m, protocol.CodeJobFailed, err)
+	default:
+		reply(m, protocol.Reply{Head: protocol.NewHead(), Leader: l.n.cfg.ID})
+		l.wake()
+	}
+}
+
+func (l *leader) fetch(_ context.Context, m *nats.Msg) {
+	req, err := protocol.DecodeJobRequest(m.Data)
+	if err != nil || req.Job == "" {
+		l.refuse(m, protocol.CodeBadRequest, fmt.Errorf("fetch needs a job id: %v", err))
+		return
+	}
+	out := protocol.FetchReply{Head: protocol.NewHead(), Leader: l.n.cfg.ID}
+	l.n.View(func(s *State) {
+		j, ok := s.Jobs[req.Job]
+		switch {
+		case !ok:
+			out.Error = protocol.Errorf(protocol.CodeNotFound, "no job %s", req.Job)
+		case j.State == JobDone:
+			out.Files = j.Files
+		case j.State.Ended():
+			out.Error = protocol.Errorf(protocol.CodeJobFailed, "job %s %s: %s", j.ID, j.State, j.Error)
+		default:
+			done, all := j.Counts()
+			out.Error = protocol.Errorf(protocol.CodeNotDone, "job %s is %s (%d of %d tasks done)", j.ID, j.State, done, all)
+		}
+	})
+	reply(m, out)
+}
+
+func (l *leader) register(ctx context.Context, m *nats.Msg) {
+	r, err := protocol.DecodeRegister(m.Data)
+	if err != nil {
+		code := protocol.CodeBadRequest
+		if errors.Is(err, protocol.ErrMessageVersion) {
+			code = protocol.CodeVersion
+		}
+		l.refuse(m, code, err)
+		return
+	}
+	if r.Version != l.n.cfg.Version {
+		l.refuse(m, protocol.CodeVersion, fmt.Errorf("worker %s runs iteris %s, this coordinator %s: run the same version", r.Worker, r.Version, l.n.cfg.Version))
+		return
+	}
+	err = l.n.Propose(ctx, Command{Type: CmdRegister, At: time.Now().UnixMilli(), Leader: l.n.cfg.ID, Worker: &WorkerInfo{ID: r.Worker, Version: r.Version, Memory: r.Memory}})
+	if err != nil {
+		l.refuse(m, protocol.CodeNotLeader, err)
+		return
+	}
+	l.mu.Lock()
+	l.lastSeen[r.Worker] = time.Now()
+	l.mu.Unlock()
+	reply(m, protocol.Reply{Head: protocol.NewHead(), Leader: l.n.cfg.ID})
+	l.wake()
+}
