@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -11,17 +10,16 @@ import (
 
 	"github.com/iteris-dev/iteris/internal/adapter"
 	"github.com/iteris-dev/iteris/internal/gram"
+	"github.com/iteris-dev/iteris/internal/inputs"
 	"github.com/iteris-dev/iteris/internal/merge"
 	"github.com/iteris-dev/iteris/internal/model"
+	"github.com/iteris-dev/iteris/internal/output"
 	"github.com/iteris-dev/iteris/internal/progress"
 )
 
-// Sentinel errors of the pipeline.
-var (
-	// ErrInput reports an input (config, adapter, calibration data, output directory) that cannot
-	// be merged; it is reported before any heavy work.
-	ErrInput = errors.New("invalid merge input")
-)
+// ErrInput reports an input (config, adapter, calibration data, output directory) that cannot be
+// merged; it is inputs.ErrInput, reported before any heavy work.
+var ErrInput = inputs.ErrInput
 
 // Schedules of the IterIS solve.
 const (
@@ -88,36 +86,11 @@ type Site struct {
 	coefs []float64
 }
 
-// SiteRecord is one site's outcome in one solve.
-type SiteRecord struct {
-	// Residual is the solve's objective value, from the Grams.
-	Residual float64 `json:"residual"`
-	// RelChange is ||dW(k) - dW(k-1)||_F / ||dW(k-1)||_F (absent on a site's first solve).
-	RelChange *float64 `json:"rel_change,omitempty"`
-	// Coefs are the adaptive weights c_i, in task order.
-	Coefs []float64 `json:"coefs"`
-	// Weights are w_i = c_i m_i.
-	Weights []float64 `json:"weights"`
-	// Method is how H was solved: cholesky, lu or pinv.
-	Method string `json:"method"`
-	// Rank is the site's output rank.
-	Rank int `json:"rank"`
-	// Tokens is the number of calibration tokens per task.
-	Tokens []int `json:"tokens"`
-}
+// SiteRecord is one site's outcome in one solve (defined with the report in internal/output).
+type SiteRecord = output.SiteRecord
 
-// SolveRecord is one solve (one jacobi step, or the whole sweep).
-type SolveRecord struct {
-	// Solve numbers the solves from 1.
-	Solve int `json:"solve"`
-	// Sites maps module names to their outcome.
-	Sites map[string]SiteRecord `json:"sites"`
-	// MaxRelChange is the largest relative change over sites (absent on the first solve).
-	MaxRelChange *float64 `json:"max_rel_change,omitempty"`
-	// CaptureSeconds and SolveSeconds time the solve's two parts.
-	CaptureSeconds float64 `json:"capture_seconds"`
-	SolveSeconds   float64 `json:"solve_seconds"`
-}
+// SolveRecord is one solve, one jacobi step or the whole sweep (defined in internal/output).
+type SolveRecord = output.SolveRecord
 
 // Merger runs the data-aware merges over one base model in one process.
 type Merger struct {

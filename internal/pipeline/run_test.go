@@ -12,6 +12,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/iteris-dev/iteris/internal/adapter"
+	"github.com/iteris-dev/iteris/internal/inputs"
 	"github.com/iteris-dev/iteris/internal/safetensors"
 	"github.com/iteris-dev/iteris/internal/spec"
 )
@@ -217,7 +218,7 @@ func TestRunWritesEverything(t *testing.T) {
 		t.Logf("hashed inputs: %v", r.Inputs.Files)
 	}
 	for path, h := range r.Inputs.Files {
-		if want, _ := sha256File(path); h != want || len(h) != 64 {
+		if want, _ := inputs.SHA256File(path); h != want || len(h) != 64 {
 			t.Errorf("sha256 of %s recorded as %s", path, h)
 		}
 	}
