@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -43,7 +44,7 @@ func cmdMerge(args []string, stdout, stderr io.Writer) error {
 	if rep.Mode() == progress.JSON {
 		warnings = eventWriter{rep}
 	}
-	report, err := pipeline.Run(pipeline.Options{Spec: s, Out: pos[1], Force: *force, Progress: rep, Warnings: warnings,
+	report, err := pipeline.Run(context.Background(), pipeline.Options{Spec: s, Out: pos[1], Force: *force, Progress: rep, Warnings: warnings,
 		Command: "iteris " + strings.Join(append([]string{"merge"}, args...), " "), Version: version})
 	if err != nil {
 		return err

@@ -5,8 +5,6 @@
 // the adapter from the workers' factors, both call it; it does not depend on either.
 package output
 
-import "math"
-
 // Report is merge_report.json.
 type Report struct {
 	Version   string             `json:"iteris_version"`
@@ -76,17 +74,4 @@ type SolveRecord struct {
 	// CaptureSeconds and SolveSeconds time the solve's two parts.
 	CaptureSeconds float64 `json:"capture_seconds"`
 	SolveSeconds   float64 `json:"solve_seconds"`
-}
-
-// sanitize replaces non-finite numbers (JSON cannot hold them) by nulls via a round trip.
-func sanitize(r *Report) *Report {
-	for i := range r.Solves {
-		for n, s := range r.Solves[i].Sites {
-			if math.IsNaN(s.Residual) || math.IsInf(s.Residual, 0) {
-				s.Residual = -1
-			}
-			r.Solves[i].Sites[n] = s
-		}
-	}
-	return r
 }

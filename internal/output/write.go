@@ -1,7 +1,8 @@
 package output
 
 import (
-	"encoding/json"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,63 +14,88 @@ import (
 
 // Options says where and how Write writes.
 type Options struct {
-	// Dir is OUT_DIR.
+	// Dir is OUT_DIR. When it is a symbolic link, the directory it points to is replaced.
 	Dir string
+	// Force replaces a non-empty Dir; without it Dir must not exist or be empty.
+	Force bool
 	// Spec is the merge config (its base model, output dtype and raw bytes are written).
 	Spec *spec.Spec
 	// Base lists the base model's linear modules (target_modules is written as leaf names when
 	// that selects exactly the merged modules).
 	Base adapter.Shapes
+	// BaseModelName is the adapter config's base_model_name_or_path ("" writes null).
+	BaseModelName string
 	// Command is the command line, recorded in the model card.
 	Command string
+	// Warn receives problems that do not fail the write (nil discards them).
+	Warn func(format string, args ...any)
 }
 
-// Write writes the adapter, model card, config copy and report into a temporary directory next
-// to OUT_DIR and renames it into place.
-func Write(opt Options, report *Report, mods []*adapter.Module) error {
+// Write writes the adapter, model card, config copy and report into a locked staging directory
+// next to OUT_DIR and renames it into place: OUT_DIR is either left as it was or replaced whole.
+// When ctx is done before the rename, the staging directory is removed and ctx's error returned.
+func Write(ctx context.Context, opt Options, report *Report, mods []*adapter.Module) error {
 	dt, err := DType(opt.Spec.Output.DType)
 	if err != nil {
 		return err
 	}
-	rj, err := json.MarshalIndent(sanitize(report), "", "  ")
+	rj, err := MarshalReport(report)
 	if err != nil {
-		return fmt.Errorf("merge report: %w", err)
+		return err
 	}
 	files := map[string][]byte{
 		"README.md":          []byte(modelCard(opt, report)),
-		"merge_report.json":  append(rj, '\n'),
+		"merge_report.json":  rj,
 		"iteris_config.yaml": opt.Spec.Raw,
 	}
-	parent := filepath.Dir(filepath.Clean(opt.Dir))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return fmt.Errorf("output: %w", err)
+	warn := opt.Warn
+	if warn == nil {
+		warn = func(string, ...any) {}
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(opt.Dir)+".tmp-")
+	out, err := target(opt.Dir)
 	if err != nil {
-		return fmt.Errorf("output: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	stage := filepath.Join(tmp, "adapter")
-	if err := adapter.Write(stage, mods, adapter.WriteOptions{BaseModel: opt.Spec.BaseModel, DType: dt, Base: opt.Base, Files: files,
-		Metadata: map[string]string{"iteris_method": report.Method}}); err != nil {
 		return err
 	}
-	if _, err := os.Stat(opt.Dir); err == nil {
-		// Checked empty (or --force) before any work: move the old directory aside, then drop it.
-		old := filepath.Join(tmp, "old")
-		if err := os.Rename(opt.Dir, old); err != nil {
-			return fmt.Errorf("output: replace %s: %w", opt.Dir, err)
-		}
-		if err := os.Rename(stage, opt.Dir); err != nil {
-			os.Rename(old, opt.Dir)
-			return fmt.Errorf("output: %w", err)
-		}
-		return nil
-	}
-	if err := os.Rename(stage, opt.Dir); err != nil {
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return fmt.Errorf("output: %w", err)
 	}
+	st, err := newStage(out)
+	if err != nil {
+		return err
+	}
+	err = adapter.Write(st.path(), mods, adapter.WriteOptions{BaseModel: opt.BaseModelName, DType: dt, Base: opt.Base, Files: files,
+		Metadata: map[string]string{"iteris_method": report.Method}})
+	if err == nil {
+		err = st.commit(ctx, opt.Force)
+	}
+	if derr := st.discard(); derr != nil {
+		if err != nil {
+			return errors.Join(err, derr)
+		}
+		warn("%v", derr)
+	}
+	if err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(out)); err != nil {
+		warn("%v (the rename into place may not survive a power loss)", err)
+	}
 	return nil
+}
+
+// target returns the directory Write replaces: dir, or where dir points when it is a symbolic
+// link.
+func target(dir string) (string, error) {
+	dir = filepath.Clean(dir)
+	fi, err := os.Lstat(dir)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return dir, nil
+	}
+	t, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", fmt.Errorf("output: %s: %w", dir, err)
+	}
+	return t, nil
 }
 
 // DType maps output.dtype to the safetensors dtype written.
@@ -82,5 +108,5 @@ func DType(s string) (safetensors.DType, error) {
 	case "bfloat16":
 		return safetensors.BF16, nil
 	}
-	return "", fmt.Errorf("output.dtype %q (want float32, float16 or bfloat16)", s)
+	return "", fmt.Errorf("output: output.dtype %q (want float32, float16 or bfloat16)", s)
 }

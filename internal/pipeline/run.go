@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
@@ -35,132 +36,195 @@ type Options struct {
 // Report is merge_report.json (defined in internal/output).
 type Report = output.Report
 
+// runner is one Run: its options, warnings and report.
+type runner struct {
+	opt      Options
+	rep      *progress.Reporter
+	warnings []string
+	report   *Report
+}
+
+func (r *runner) warn(format string, a ...any) {
+	msg := fmt.Sprintf(format, a...)
+	r.warnings = append(r.warnings, msg)
+	if r.opt.Warnings != nil {
+		fmt.Fprintln(r.opt.Warnings, "warning:", msg)
+	}
+}
+
 // Run performs the merge the spec describes and writes OUT_DIR. Every input is read and checked
-// before any heavy work; on error the output directory is left as it was.
-func Run(opt Options) (*Report, error) {
+// before any heavy work; on error the output directory is left as it was. When ctx is done, Run
+// returns ctx's error at once and leaves no temporary files behind (the heavy phases, which take
+// no context yet, finish in the background, so the caller should exit).
+func Run(ctx context.Context, opt Options) (*Report, error) {
 	t0 := time.Now()
 	s := opt.Spec
-	rep := opt.Progress
-	if rep == nil {
-		rep = progress.Discard()
-	}
-	var warnings []string
-	warn := func(format string, a ...any) {
-		msg := fmt.Sprintf(format, a...)
-		warnings = append(warnings, msg)
-		if opt.Warnings != nil {
-			fmt.Fprintln(opt.Warnings, "warning:", msg)
-		}
+	r := &runner{opt: opt, rep: opt.Progress}
+	if r.rep == nil {
+		r.rep = progress.Discard()
 	}
 	for _, w := range s.Warnings() {
-		warn("%s", w)
+		r.warn("%s", w)
 	}
-	if err := inputs.CheckOut(opt.Out, opt.Force); err != nil {
+	if err := inputs.CheckOut(s, opt.Out, opt.Force); err != nil {
 		return nil, err
 	}
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	in, err := inputs.Prepare(s, warn)
+	removed, err := output.CleanStale(opt.Out)
+	for _, p := range removed {
+		r.warn("removed %s, the staging directory of an earlier merge into %s that was killed", p, opt.Out)
+	}
+	if err != nil {
+		r.warn("%v", err)
+	}
+	in, err := inputs.Prepare(s, r.warn)
 	if err != nil {
 		return nil, err
 	}
 	timings := map[string]float64{"validate": time.Since(t0).Seconds()}
-
 	tasks := make([]*Task, len(in.Tasks))
 	for i, t := range in.Tasks {
 		tasks[i] = &Task{Name: t.Name, Adapter: t.Adapter, Weight: t.Weight}
 	}
-	report := &Report{Version: opt.Version, Method: s.Method, Settings: s.Canonical(),
+	r.report = &Report{Version: opt.Version, Method: s.Method, Settings: s.Canonical(),
 		Inputs: output.Inputs{BaseModel: s.BaseModel, Files: in.Hashes}, Timings: timings}
 
-	// Heavy work from here on. Weight-only merges never need the base weights.
+	// Heavy work from here on.
 	var mods []*adapter.Module
-	if s.DataAware() {
-		t1 := time.Now()
-		base, err := model.Load(s.BaseModel)
-		if err != nil {
-			return nil, err
-		}
-		timings["load"] = time.Since(t1).Seconds()
-		t2 := time.Now()
-		ph := rep.Phase("calibration", len(tasks))
-		for i, t := range tasks {
-			tm, err := base.WithLoRA(LoRAs(t.Adapter), false)
-			if err != nil {
-				return nil, err
-			}
-			p := s.Parameters
-			t.Seqs, err = Calibrate(tm, in.Tokenizer, in.Tasks[i].Items, CalibOptions{Samples: p.Samples, CompletionTokens: p.CompletionTokens,
-				MaxNewTokens: p.MaxNewTokens, BatchSize: p.BatchSize})
-			if err != nil {
-				return nil, fmt.Errorf("calibration of %s: %w", t.Name, err)
-			}
-			ph.Set(i + 1)
-		}
-		ph.Done()
-		timings["calibration"] = time.Since(t2).Seconds()
-		set := settingsOf(s)
-		mg, err := NewMerger(base, tasks, set, rep)
-		if err != nil {
-			return nil, err
-		}
-		report.Levels = mg.Levels()
-		if s.Method == "iteris" && set.Schedule == Jacobi && set.Iterations < mg.Levels() {
-			conv := false
-			report.Converged = &conv
-			msg := fmt.Sprintf("jacobi with %d solves has not converged: this model has %d dependency levels, and jacobi reaches the sweep's fixed point only after that many solves", set.Iterations, mg.Levels())
-			if set.Objective == merge.Full {
-				warn("%s; with objective full it collapses there (use schedule: sweep)", msg)
-			} else {
-				warnings = append(warnings, msg)
-			}
-		} else if s.Method == "iteris" {
-			conv := true
-			report.Converged = &conv
-		}
-		t3 := time.Now()
-		recs, err := mg.Run()
-		if err != nil {
-			return nil, err
-		}
-		report.Solves = recs
-		var capture, solve float64
-		for _, r := range recs {
-			capture += r.CaptureSeconds
-			solve += r.SolveSeconds
-		}
-		timings["capture"], timings["solve"] = capture, solve
-		timings["merge"] = time.Since(t3).Seconds()
-		mods = mg.Result()
-	} else {
-		t3 := time.Now()
-		mods, err = weightOnly(s, tasks, warn)
-		if err != nil {
-			return nil, err
-		}
-		timings["merge"] = time.Since(t3).Seconds()
+	if err := interruptible(ctx, func() (err error) {
+		mods, err = r.merge(in, tasks)
+		return err
+	}); err != nil {
+		return nil, err
 	}
+	r.finish(tasks, mods)
+	timings["total"] = time.Since(t0).Seconds()
+	if err := output.Write(ctx, output.Options{Dir: opt.Out, Force: opt.Force, Spec: s, Base: in.Shapes,
+		BaseModelName: s.BaseModel, Command: opt.Command, Warn: r.warn}, r.report, mods); err != nil {
+		return nil, err
+	}
+	return r.report, nil
+}
+
+// interruptible runs f and returns its error, or ctx's error as soon as ctx is done. The heavy
+// phases take no context yet (the per-shard unit that replaces them will), so after a
+// cancellation f runs on in the background until the process exits; it creates no files.
+func interruptible(ctx context.Context, f func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// merge runs the configured method. Weight-only merges never need the base weights.
+func (r *runner) merge(in *inputs.Inputs, tasks []*Task) ([]*adapter.Module, error) {
+	s := r.opt.Spec
+	timings := r.report.Timings
+	if !s.DataAware() {
+		t := time.Now()
+		mods, err := weightOnly(s, tasks, r.warn)
+		timings["merge"] = time.Since(t).Seconds()
+		return mods, err
+	}
+	t1 := time.Now()
+	base, err := model.Load(s.BaseModel)
+	if err != nil {
+		return nil, err
+	}
+	timings["load"] = time.Since(t1).Seconds()
+	t2 := time.Now()
+	if err := r.calibrate(base, in, tasks); err != nil {
+		return nil, err
+	}
+	timings["calibration"] = time.Since(t2).Seconds()
+	set := settingsOf(s)
+	mg, err := NewMerger(base, tasks, set, r.rep)
+	if err != nil {
+		return nil, err
+	}
+	r.convergence(set, mg.Levels())
+	t3 := time.Now()
+	recs, err := mg.Run()
+	if err != nil {
+		return nil, err
+	}
+	r.report.Solves = recs
+	var capture, solve float64
+	for _, rec := range recs {
+		capture += rec.CaptureSeconds
+		solve += rec.SolveSeconds
+	}
+	timings["capture"], timings["solve"] = capture, solve
+	timings["merge"] = time.Since(t3).Seconds()
+	return mg.Result(), nil
+}
+
+// calibrate builds every task's calibration sequences with its own task model.
+func (r *runner) calibrate(base *model.Model, in *inputs.Inputs, tasks []*Task) error {
+	p := r.opt.Spec.Parameters
+	ph := r.rep.Phase("calibration", len(tasks))
+	for i, t := range tasks {
+		tm, err := base.WithLoRA(LoRAs(t.Adapter), false)
+		if err != nil {
+			return err
+		}
+		t.Seqs, err = Calibrate(tm, in.Tokenizer, in.Tasks[i].Items, CalibOptions{Samples: p.Samples, CompletionTokens: p.CompletionTokens,
+			MaxNewTokens: p.MaxNewTokens, BatchSize: p.BatchSize})
+		if err != nil {
+			return fmt.Errorf("calibration of %s: %w", t.Name, err)
+		}
+		ph.Set(i + 1)
+	}
+	ph.Done()
+	return nil
+}
+
+// convergence records whether the schedule reaches the sweep's fixed point, and warns when
+// jacobi with objective full stops short of it.
+func (r *runner) convergence(set SolveSettings, levels int) {
+	s := r.opt.Spec
+	r.report.Levels = levels
+	if s.Method != spec.MethodIterIS {
+		return
+	}
+	conv := !(set.Schedule == Jacobi && set.Iterations < levels)
+	r.report.Converged = &conv
+	if conv {
+		return
+	}
+	msg := fmt.Sprintf("jacobi with %d solves has not converged: this model has %d dependency levels, and jacobi reaches the sweep's fixed point only after that many solves", set.Iterations, levels)
+	if set.Objective == merge.Full {
+		r.warn("%s; with objective full it collapses there (use schedule: sweep)", msg)
+	} else {
+		r.warnings = append(r.warnings, msg)
+	}
+}
+
+// finish fills the report's tasks, output and warnings.
+func (r *runner) finish(tasks []*Task, mods []*adapter.Module) {
+	s := r.opt.Spec
 	for i, t := range tasks {
 		tr := output.TaskReport{Name: t.Name, Path: s.Adapters[i].Path, Weight: t.Weight, Calibration: s.Adapters[i].Calibration,
 			Sequences: len(t.Seqs), Modules: len(t.Adapter.Modules)}
 		for _, q := range t.Seqs {
 			tr.Tokens += len(q)
 		}
-		report.Tasks = append(report.Tasks, tr)
+		r.report.Tasks = append(r.report.Tasks, tr)
 	}
-	report.Output = output.OutputReport{Dir: opt.Out, Modules: len(mods), DType: s.Output.DType}
+	r.report.Output = output.OutputReport{Dir: r.opt.Out, Modules: len(mods), DType: s.Output.DType}
 	for _, m := range mods {
-		report.Output.MaxRank = max(report.Output.MaxRank, m.R)
+		r.report.Output.MaxRank = max(r.report.Output.MaxRank, m.R)
 	}
-	report.Warnings = append([]string{}, warnings...)
-	timings["total"] = time.Since(t0).Seconds()
-	t4 := time.Now()
-	if err := output.Write(output.Options{Dir: opt.Out, Spec: s, Base: in.Shapes, Command: opt.Command}, report, mods); err != nil {
-		return nil, err
-	}
-	timings["write"] = time.Since(t4).Seconds()
-	return report, nil
+	r.report.Warnings = append([]string{}, r.warnings...)
 }
 
 func settingsOf(s *spec.Spec) SolveSettings {

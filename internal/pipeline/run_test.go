@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -41,7 +42,7 @@ func yamlFor(t *testing.T, method string, weight float64, params string, extra .
 func runSpec(t *testing.T, s *spec.Spec) (string, *Report) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "out")
-	rep, err := Run(Options{Spec: s, Out: out, Version: "test"})
+	rep, err := Run(context.Background(), Options{Spec: s, Out: out, Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
