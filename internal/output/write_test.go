@@ -178,7 +178,7 @@ func TestCleanStale(t *testing.T) {
 		}
 		return p
 	}
-	killed := mk(".merged.tmp-111", true, 0)         // its merge died: the lock file is unlocked
+	killed := mk(".merged.tmp-111", true, 0)          // its merge died: the lock file is unlocked
 	orphan := mk(".merged.tmp-222", false, time.Hour) // killed before it could lock
 	mk(".merged.tmp-333", false, 0)                   // just created by a running merge
 	mk(".other.tmp-444", true, 0)                     // another OUT_DIR's
