@@ -50,6 +50,11 @@ type Inputs struct {
 	Tokenizer *tokenizer.Tokenizer
 	// Hashes maps every input file to its sha256 (hex).
 	Hashes map[string]string
+	// Ranks is the output rank of every module under the output-rank rule (merge.OutputRank);
+	// nil for methods that keep the input rank (linear, ties, dare_*, magnitude_prune).
+	Ranks map[string]int
+	// RankClamped counts the modules whose requested output rank was above min(out, in).
+	RankClamped int
 }
 
 // Prepare reads the adapters and calibration files and checks them against the base model's
@@ -111,6 +116,7 @@ func Prepare(s *spec.Spec, warn func(string, ...any)) (*Inputs, error) {
 		sort.Strings(names)
 		warn("the adapters name different base models (%s); their shapes fit %s", strings.Join(names, ", "), s.BaseModel)
 	}
+	in.checkRanks(s, warn)
 	if s.DataAware() {
 		needTok := false
 		for i, a := range s.Adapters {

@@ -43,6 +43,9 @@ type OutputReport struct {
 	Modules int    `json:"modules"`
 	MaxRank int    `json:"max_rank"`
 	DType   string `json:"dtype"`
+	// RankClamped counts the modules whose requested output rank was above min(out, in) and
+	// were written at min(out, in) (merge.OutputRank).
+	RankClamped int `json:"rank_clamped_modules,omitempty"`
 }
 
 // SiteRecord is one site's outcome in one solve.

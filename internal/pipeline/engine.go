@@ -352,17 +352,17 @@ func (mg *Merger) solveSite(s *Site, g []gram.Grams) (SiteRecord, error) {
 	if (mg.set.Adaptive && s.coefs == nil) || mg.set.Objective == merge.Full {
 		w0 = mg.w0(s)
 	}
-	rank := mg.set.Rank
-	if rank == 0 {
-		// auto: the sum of the ranks of the adapters that have this module (the zero
-		// placeholders of the others add nothing).
-		for i, f := range s.Factors {
-			if !s.Missing[i] {
-				r, _ := f.A.Dims()
-				rank += r
-			}
+	// The output-rank rule over the ranks of the adapters that have this module (the zero
+	// placeholders of the others add nothing).
+	var ranks []int
+	for i, f := range s.Factors {
+		if !s.Missing[i] {
+			r, _ := f.A.Dims()
+			ranks = append(ranks, r)
 		}
 	}
+	out, in := s.Factors[0].B.RawMatrix().Rows, s.Factors[0].A.RawMatrix().Cols
+	rank := merge.OutputRank(mg.set.Rank, ranks, out, in, mg.set.Objective != merge.Full).Solve
 	var res merge.SiteResult
 	var err error
 	if mg.set.Method == "regmean" {

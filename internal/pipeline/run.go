@@ -100,6 +100,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		return nil, err
 	}
 	r.finish(tasks, mods)
+	r.report.Output.RankClamped = in.RankClamped
 	timings["total"] = time.Since(t0).Seconds()
 	if err := output.Write(ctx, output.Options{Dir: opt.Out, Force: opt.Force, Spec: s, Base: in.Shapes,
 		BaseModelName: s.BaseModel, Command: opt.Command, Warn: r.warn}, r.report, mods); err != nil {
