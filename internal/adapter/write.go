@@ -170,6 +170,9 @@ func prepareTensors(dir string, mods []*Module, dt safetensors.DType, base Shape
 		if m.R <= 0 || m.In <= 0 || m.Out <= 0 {
 			return nil, nil, fmt.Errorf("adapter: write %s: %w: module %q: r %d, in %d, out %d must be positive", dir, ErrShapeMismatch, m.Name, m.R, m.In, m.Out)
 		}
+		if m.R > min(m.In, m.Out) {
+			return nil, nil, fmt.Errorf("adapter: write %s: %w: module %q: rank %d is above min(out, in) = %d (Load refuses such adapters)", dir, ErrShapeMismatch, m.Name, m.R, min(m.In, m.Out))
+		}
 		if len(m.A) != m.R*m.In || len(m.B) != m.Out*m.R {
 			return nil, nil, fmt.Errorf("adapter: write %s: %w: module %q: A has %d values, want r*in = %d*%d; B has %d, want out*r = %d*%d",
 				dir, ErrShapeMismatch, m.Name, len(m.A), m.R, m.In, len(m.B), m.Out, m.R)

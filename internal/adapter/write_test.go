@@ -279,8 +279,8 @@ func TestWriteMixedRanks(t *testing.T) {
 			base := shapeMap{}
 			var mods []*Module
 			for i, n := range tc.names {
-				base[n] = [2]int{6, 5}
-				m := randModule(n, tc.ranks[i], 5, 6, uint32(3*i+1))
+				base[n] = [2]int{24, 20}
+				m := randModule(n, tc.ranks[i], 20, 24, uint32(3*i+1))
 				m.Scale = 0.5 + float64(i)
 				mods = append(mods, m)
 			}

@@ -64,19 +64,26 @@ func Prepare(s *spec.Spec, warn func(string, ...any)) (*Inputs, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := safetensors.OpenCheckpoint(s.BaseModel); err != nil {
+	ck, err := safetensors.OpenCheckpoint(s.BaseModel)
+	if err != nil {
+		return nil, fmt.Errorf("base_model: %w", err)
+	}
+	err = cfg.CheckCheckpoint(ck, s.BaseModel)
+	if cerr := ck.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
 		return nil, fmt.Errorf("base_model: %w", err)
 	}
 	in := &Inputs{Config: cfg, Shapes: model.ShapesOf(cfg), Hashes: map[string]string{}}
 	for _, a := range s.Adapters {
-		ad, err := adapter.Load(a.Path)
-		if err != nil {
-			return nil, fmt.Errorf("adapter %s: %w", a.Name, err)
-		}
-		if err := ad.Validate(in.Shapes); err != nil {
+		// Shapes and ranks are checked against the base from the header, before any tensor
+		// data is read; Load also refuses NaN and Inf.
+		ad, err := adapter.LoadFor(a.Path, in.Shapes)
+		if errors.Is(err, adapter.ErrShapeMismatch) {
 			return nil, fmt.Errorf("adapter %s does not fit base model %s: %w", a.Name, s.BaseModel, err)
 		}
-		if err := ad.HasNaN(); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("adapter %s: %w", a.Name, err)
 		}
 		in.Tasks = append(in.Tasks, &Task{Name: a.Name, Adapter: ad, Weight: a.Weight})

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/iteris-dev/iteris/internal/safetensors"
@@ -87,28 +88,109 @@ type tensorSource interface {
 	Float32(name string) ([]float32, error)
 }
 
-func build(cfg Config, dir string, src tensorSource) (*Model, error) {
-	m := &Model{Config: cfg, Dir: dir, linears: map[string]*Linear{}}
-	used := map[string]bool{}
-	get := func(name string, shape ...int) ([]float32, error) {
-		info, ok := src.Info(name)
-		if !ok {
-			return nil, fmt.Errorf("model %s: %w: tensor %s is missing (expected shape %v)", dir, ErrInvalid, name, shape)
-		}
-		if !equalShape(info.Shape, shape) {
-			return nil, fmt.Errorf("model %s: %w: tensor %s has shape %v, config.json implies %v", dir, ErrInvalid, name, info.Shape, shape)
-		}
-		used[name] = true
-		return src.Float32(name)
+// TensorHeaders is what CheckCheckpoint reads: the names and header entries of a checkpoint's
+// tensors (safetensors.Checkpoint and safetensors.File provide it).
+type TensorHeaders interface {
+	Names() []string
+	Info(name string) (safetensors.TensorInfo, bool)
+}
+
+// tensorsPerLayer is the number of weight tensors of a decoder layer without biases: two norms
+// and seven linear modules.
+const tensorsPerLayer = 9
+
+// CheckCheckpoint checks, from the headers alone (no tensor data is read), that ck holds every
+// tensor c implies with the shape it implies, and nothing else: what Load would find, before
+// anything is loaded. A config whose sizes the checkpoint does not back (num_hidden_layers of a
+// billion, a wider hidden_size) is refused here, without allocating anything of its size.
+func (c Config) CheckCheckpoint(ck TensorHeaders, dir string) error {
+	names := ck.Names()
+	if c.Layers > len(names)/tensorsPerLayer {
+		return fmt.Errorf("model %s: %w: config.json gives num_hidden_layers = %d, but the checkpoint holds only %d tensors (a layer has at least %d)",
+			dir, ErrInvalid, c.Layers, len(names), tensorsPerLayer)
 	}
+	used := map[string]bool{}
+	for _, w := range c.tensors() {
+		info, ok := ck.Info(w.name)
+		if !ok {
+			return fmt.Errorf("model %s: %w: tensor %s is missing (expected shape %v)", dir, ErrInvalid, w.name, w.shape)
+		}
+		if !slices.Equal(info.Shape, w.shape) {
+			return fmt.Errorf("model %s: %w: tensor %s has shape %v, config.json implies %v", dir, ErrInvalid, w.name, info.Shape, w.shape)
+		}
+		used[w.name] = true
+	}
+	if c.TieWordEmbeddings {
+		used["lm_head.weight"] = true
+	}
+	for _, n := range names {
+		if !used[n] && !ignorable(n) {
+			return fmt.Errorf("model %s: %w: tensor %s is not part of a %s model as config.json describes it", dir, ErrUnsupported, n, c.ModelType)
+		}
+	}
+	return nil
+}
+
+// weight is one tensor a config implies.
+type weight struct {
+	name  string
+	shape []int
+}
+
+// tensors lists every tensor c implies, in load order.
+func (c Config) tensors() []weight {
+	ws := []weight{{"model.embed_tokens.weight", []int{c.Vocab, c.Hidden}}, {"model.norm.weight", []int{c.Hidden}}}
+	if !c.TieWordEmbeddings {
+		ws = append(ws, weight{"lm_head.weight", []int{c.Vocab, c.Hidden}})
+	}
+	for i := 0; i < c.Layers; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		ws = append(ws, weight{p + "input_layernorm.weight", []int{c.Hidden}}, weight{p + "post_attention_layernorm.weight", []int{c.Hidden}})
+		for _, l := range c.layerLinears() {
+			ws = append(ws, weight{p + l.name + ".weight", []int{l.out, l.in}})
+			if l.bias {
+				ws = append(ws, weight{p + l.name + ".bias", []int{l.out}})
+			}
+		}
+	}
+	return ws
+}
+
+// linearSpec is one linear module of a decoder layer.
+type linearSpec struct {
+	name    string
+	out, in int
+	bias    bool
+}
+
+// layerLinears lists a decoder layer's linear modules in dependency order.
+func (c Config) layerLinears() []linearSpec {
+	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	return []linearSpec{
+		{"self_attn.q_proj", q, c.Hidden, c.QKVBias},
+		{"self_attn.k_proj", kv, c.Hidden, c.QKVBias},
+		{"self_attn.v_proj", kv, c.Hidden, c.QKVBias},
+		{"self_attn.o_proj", c.Hidden, q, c.OBias},
+		{"mlp.gate_proj", c.Intermediate, c.Hidden, c.MLPBias},
+		{"mlp.up_proj", c.Intermediate, c.Hidden, c.MLPBias},
+		{"mlp.down_proj", c.Hidden, c.Intermediate, c.MLPBias},
+	}
+}
+
+func build(cfg Config, dir string, src tensorSource) (*Model, error) {
+	if err := cfg.CheckCheckpoint(src, dir); err != nil {
+		return nil, err
+	}
+	m := &Model{Config: cfg, Dir: dir, linears: map[string]*Linear{}}
+	get := func(name string) ([]float32, error) { return src.Float32(name) }
 	linear := func(name string, out, in int, bias bool) (*Linear, error) {
-		w, err := get(name+".weight", out, in)
+		w, err := get(name + ".weight")
 		if err != nil {
 			return nil, err
 		}
 		l := &Linear{Name: name, Out: out, In: in, W: w}
 		if bias {
-			if l.Bias, err = get(name+".bias", out); err != nil {
+			if l.Bias, err = get(name + ".bias"); err != nil {
 				return nil, err
 			}
 		}
@@ -117,56 +199,34 @@ func build(cfg Config, dir string, src tensorSource) (*Model, error) {
 	}
 	c := cfg
 	var err error
-	if m.Embed, err = get("model.embed_tokens.weight", c.Vocab, c.Hidden); err != nil {
+	if m.Embed, err = get("model.embed_tokens.weight"); err != nil {
 		return nil, err
 	}
-	if m.Norm, err = get("model.norm.weight", c.Hidden); err != nil {
+	if m.Norm, err = get("model.norm.weight"); err != nil {
 		return nil, err
 	}
 	if c.TieWordEmbeddings {
-		if _, ok := src.Info("lm_head.weight"); ok {
-			used["lm_head.weight"] = true
-		}
 		m.LMHead = &Linear{Name: "lm_head", Out: c.Vocab, In: c.Hidden, W: m.Embed}
 	} else if m.LMHead, err = linear("lm_head", c.Vocab, c.Hidden, false); err != nil {
 		return nil, err
 	}
 	delete(m.linears, "lm_head")
-	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	for i := 0; i < c.Layers; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		l := &Layer{}
-		if l.InputNorm, err = get(p+"input_layernorm.weight", c.Hidden); err != nil {
+		if l.InputNorm, err = get(p + "input_layernorm.weight"); err != nil {
 			return nil, err
 		}
-		if l.PostNorm, err = get(p+"post_attention_layernorm.weight", c.Hidden); err != nil {
+		if l.PostNorm, err = get(p + "post_attention_layernorm.weight"); err != nil {
 			return nil, err
 		}
-		specs := []struct {
-			dst     **Linear
-			name    string
-			out, in int
-			bias    bool
-		}{
-			{&l.Q, "self_attn.q_proj", q, c.Hidden, c.QKVBias},
-			{&l.K, "self_attn.k_proj", kv, c.Hidden, c.QKVBias},
-			{&l.V, "self_attn.v_proj", kv, c.Hidden, c.QKVBias},
-			{&l.O, "self_attn.o_proj", c.Hidden, q, c.OBias},
-			{&l.Gate, "mlp.gate_proj", c.Intermediate, c.Hidden, c.MLPBias},
-			{&l.Up, "mlp.up_proj", c.Intermediate, c.Hidden, c.MLPBias},
-			{&l.Down, "mlp.down_proj", c.Hidden, c.Intermediate, c.MLPBias},
-		}
-		for _, s := range specs {
-			if *s.dst, err = linear(p+s.name, s.out, s.in, s.bias); err != nil {
+		dsts := []**Linear{&l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down}
+		for j, s := range c.layerLinears() {
+			if *dsts[j], err = linear(p+s.name, s.out, s.in, s.bias); err != nil {
 				return nil, err
 			}
 		}
 		m.Layers = append(m.Layers, l)
-	}
-	for _, n := range src.Names() {
-		if !used[n] && !ignorable(n) {
-			return nil, fmt.Errorf("model %s: %w: tensor %s is not part of a %s model as config.json describes it", dir, ErrUnsupported, n, c.ModelType)
-		}
 	}
 	m.rope = newRope(c.HeadDim, c.RopeTheta)
 	return m, nil
@@ -177,17 +237,6 @@ func ignorable(name string) bool {
 	return len(name) > len("rotary_emb.inv_freq") && name[len(name)-len("rotary_emb.inv_freq"):] == "rotary_emb.inv_freq"
 }
 
-func equalShape(a []int, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
 
 // Linear returns the linear module with the given name, e.g. "model.layers.0.mlp.down_proj".
 func (m *Model) Linear(name string) (*Linear, bool) {
@@ -292,19 +341,15 @@ type Shapes struct {
 	shapes map[string][2]int
 }
 
-// ShapesOf returns the linear-module shapes of a model with configuration c.
+// ShapesOf returns the linear-module shapes of a model with configuration c. Check c against
+// the checkpoint first (CheckCheckpoint): the map has 7 entries per layer config.json claims.
 func ShapesOf(c Config) Shapes {
 	s := Shapes{shapes: map[string][2]int{}}
-	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	for l := 0; l < c.Layers; l++ {
 		p := fmt.Sprintf("model.layers.%d.", l)
-		s.shapes[p+"self_attn.q_proj"] = [2]int{q, c.Hidden}
-		s.shapes[p+"self_attn.k_proj"] = [2]int{kv, c.Hidden}
-		s.shapes[p+"self_attn.v_proj"] = [2]int{kv, c.Hidden}
-		s.shapes[p+"self_attn.o_proj"] = [2]int{c.Hidden, q}
-		s.shapes[p+"mlp.gate_proj"] = [2]int{c.Intermediate, c.Hidden}
-		s.shapes[p+"mlp.up_proj"] = [2]int{c.Intermediate, c.Hidden}
-		s.shapes[p+"mlp.down_proj"] = [2]int{c.Hidden, c.Intermediate}
+		for _, ls := range c.layerLinears() {
+			s.shapes[p+ls.name] = [2]int{ls.out, ls.in}
+		}
 	}
 	return s
 }
