@@ -237,7 +237,6 @@ func ignorable(name string) bool {
 	return len(name) > len("rotary_emb.inv_freq") && name[len(name)-len("rotary_emb.inv_freq"):] == "rotary_emb.inv_freq"
 }
 
-
 // Linear returns the linear module with the given name, e.g. "model.layers.0.mlp.down_proj".
 func (m *Model) Linear(name string) (*Linear, bool) {
 	l, ok := m.linears[name]
