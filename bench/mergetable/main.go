@@ -6,6 +6,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -230,7 +231,7 @@ func run(fx, backend string) error {
 			return err
 		}
 		out := filepath.Join(tmp, fmt.Sprint(i))
-		rep, err := pipeline.Run(pipeline.Options{Spec: s, Out: out})
+		rep, err := pipeline.Run(context.Background(), pipeline.Options{Spec: s, Out: out})
 		if err != nil {
 			return err
 		}

@@ -3,81 +3,231 @@
 //
 // Usage:
 //
-//	iteris merge CONFIG.yaml OUT_DIR [--force] [--progress auto|bar|json|none]
+//	iteris merge CONFIG.yaml OUT_DIR [--force] [--progress auto|bar|json|none] [--blas auto|openblas|gonum]
 //	iteris eval --base DIR [--adapter DIR] --data FILE.jsonl [--data FILE ...] [--json]
 //	iteris version
+//
+// Exit codes: 0 success, 1 the merge or evaluation failed, 2 usage error, 130 interrupted.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."; otherwise the module version
+// and VCS revision embedded by the go command are reported.
 var version = "dev"
 
+// Exit codes.
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitUsage       = 2
+	exitInterrupted = 130 // 128 + SIGINT, as shells report it
+)
+
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C ends the process at once
+	}()
+	code := runContext(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 // errUsage marks a command-line mistake (exit code 2).
 var errUsage = errors.New("usage")
 
+// reported wraps an error that the command already printed (as a JSON event).
+type reported struct{ err error }
+
+func (r reported) Error() string { return r.err.Error() }
+func (r reported) Unwrap() error { return r.err }
+
 func run(args []string, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, stdout, stderr)
+}
+
+// runContext runs one command and returns its exit code.
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
-		return 2
+		return exitUsage
 	}
 	var err error
 	switch args[0] {
 	case "merge":
-		err = cmdMerge(args[1:], stdout, stderr)
+		err = cmdMerge(ctx, args[1:], stdout, stderr)
 	case "eval":
-		err = cmdEval(args[1:], stdout, stderr)
+		err = cmdEval(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "iteris", version)
-	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, versionString())
+	case "help", "-h", "-help", "--help":
 		usage(stdout)
 	default:
 		fmt.Fprintf(stderr, "iteris: unknown command %q\n", args[0])
 		usage(stderr)
-		return 2
+		return exitUsage
 	}
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, "iteris:", err)
-		if errors.Is(err, errUsage) {
-			return 2
-		}
-		return 1
+	return exitCode(err, stderr)
+}
+
+// exitCode prints err (unless already reported) and maps it to the exit code.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
 	}
-	return 0
+	var rep reported
+	if !errors.As(err, &rep) {
+		fmt.Fprintln(stderr, "iteris:", message(err))
+	}
+	switch {
+	case errors.Is(err, errUsage):
+		return exitUsage
+	case errors.Is(err, context.Canceled):
+		return exitInterrupted
+	}
+	return exitFailed
+}
+
+// message is what the user reads for err.
+func message(err error) string {
+	if errors.Is(err, context.Canceled) {
+		return "interrupted (Ctrl-C or SIGTERM): nothing was written; OUT_DIR, if any, is as it was"
+	}
+	return err.Error()
+}
+
+// command describes one subcommand for the help texts.
+type command struct {
+	name, synopsis, about string
+	flags                 func() *flag.FlagSet
+}
+
+var commands = []command{
+	{"merge", "merge CONFIG.yaml OUT_DIR [flags]", "run a merge on the embedded (single-process) cluster and write a PEFT adapter to OUT_DIR",
+		func() *flag.FlagSet { fs, _ := mergeFlags(); return fs }},
+	{"eval", "eval --base DIR [--adapter DIR] --data FILE.jsonl [--data FILE ...] [flags]", "exact-match accuracy of the base model (with an adapter) on prompt/answer JSONL files",
+		func() *flag.FlagSet { fs, _ := evalFlags(); return fs }},
+	{"version", "version", "print the version, VCS revision and Go version", nil},
 }
 
 func usage(w io.Writer) {
-	fmt.Fprint(w, `iteris merges LoRA adapters of one base model into one adapter (IterIS, RegMean, task arithmetic, TIES, ...).
+	fmt.Fprint(w, "iteris merges LoRA adapters of one base model into one adapter (IterIS, RegMean, task arithmetic, TIES, ...).\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "\n  iteris %s\n        %s\n", c.synopsis, c.about)
+		if c.flags != nil {
+			fmt.Fprint(w, indent(flagDefaults(c.flags()), "    "))
+		}
+	}
+	fmt.Fprint(w, "\n"+exitCodes+"\nRun 'iteris merge --help' for the config format; docs/operations.md describes limits and outputs.\n")
+}
 
-Commands:
-  merge CONFIG.yaml OUT_DIR [--force] [--progress auto|bar|json|none]
-        run a merge on the embedded (single-process) cluster and write a PEFT adapter to OUT_DIR
-  eval --base DIR [--adapter DIR] --data FILE.jsonl [--data FILE ...] [--json]
-        exact-match accuracy of the base model (with an adapter) on prompt/answer JSONL files
-  version
-        print the version
-`)
+const exitCodes = `Exit codes: 0 success; 1 the merge or evaluation failed (the message names the file and the key
+or tensor; OUT_DIR and every input are left as they were); 2 usage error; 130 interrupted (Ctrl-C
+or SIGTERM; temporary files are removed, OUT_DIR is left as it was).
+`
+
+// flagDefaults returns fs.PrintDefaults' text.
+func flagDefaults(fs *flag.FlagSet) string {
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	return b.String()
+}
+
+func indent(s, prefix string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = prefix + l
+		}
+	}
+	return strings.Join(lines, "")
+}
+
+// versionString reports the version set at build time, or the module version and VCS revision
+// the go command embedded (go install of a tagged version; go build in a git clone).
+func versionString() string {
+	info, _ := debug.ReadBuildInfo()
+	return formatVersion(version, info)
+}
+
+func formatVersion(v string, info *debug.BuildInfo) string {
+	var vcs []string
+	if info != nil {
+		if v == "dev" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+			v = info.Main.Version
+		}
+		s := map[string]string{}
+		for _, kv := range info.Settings {
+			s[kv.Key] = kv.Value
+		}
+		if r := s["vcs.revision"]; r != "" {
+			vcs = append(vcs, "revision "+r)
+			if t := s["vcs.time"]; t != "" {
+				vcs = append(vcs, t)
+			}
+			if s["vcs.modified"] == "true" {
+				vcs = append(vcs, "modified")
+			}
+		}
+	}
+	if len(vcs) == 0 {
+		vcs = append(vcs, "no VCS information")
+	}
+	return fmt.Sprintf("iteris %s (%s) %s %s/%s", v, strings.Join(vcs, ", "), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// untilDone runs f and returns its error, or ctx's error as soon as ctx is done (f then runs on
+// until the process exits; it writes no files).
+func untilDone(ctx context.Context, f func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// wantsHelp reports whether args ask for a command's help.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help", "--h":
+			return true
+		}
+	}
+	return false
 }
 
 // parseInterspersed parses flags that may come before, between or after positional arguments.
+// A flag error is a usage error.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, reported{fmt.Errorf("%w: %v", errUsage, err)} // the flag package printed it
 		}
 		args = fs.Args()
 		if len(args) == 0 {

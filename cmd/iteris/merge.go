@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -12,39 +13,97 @@ import (
 	"github.com/iteris-dev/iteris/internal/spec"
 )
 
-func cmdMerge(args []string, stdout, stderr io.Writer) error {
+// mergeOpts are the flags of iteris merge.
+type mergeOpts struct {
+	force          *bool
+	progress, blas *string
+}
+
+func mergeFlags() (*flag.FlagSet, mergeOpts) {
 	fs := flag.NewFlagSet("merge", flag.ContinueOnError)
+	o := mergeOpts{
+		force:    fs.Bool("force", false, "replace a non-empty OUT_DIR (never one that is, contains or lies inside an input)"),
+		progress: fs.String("progress", "auto", "progress display: auto (a bar on a terminal), bar, json (JSON lines on stderr) or none"),
+		blas:     fs.String("blas", "auto", "BLAS backend: auto (OpenBLAS when found), openblas or gonum"),
+	}
+	return fs, o
+}
+
+const mergeHelp = `Usage: iteris merge CONFIG.yaml OUT_DIR [flags]
+
+Merges the LoRA adapters that CONFIG.yaml lists into one PEFT adapter in OUT_DIR, on the embedded
+(single-process) cluster. Everything is checked before any heavy work.
+
+  CONFIG.yaml  the merge config (YAML). Paths in it are relative to the working directory, as in
+               mergekit, not to the config file's folder.
+  OUT_DIR      the output directory; it must not exist or be empty unless --force is given.
+
+A config (a complete one is examples/merge4.yaml; docs/operations.md lists every parameter):
+
+  base_model: models/base            # config.json, model.safetensors, tokenizer.json
+  method: iteris                     # regmean, cat, linear, svd, ties, dare_linear, ...
+  adapters:
+    - {name: rev, path: adapters/rev, calibration: data/rev/calib.jsonl}
+    - {name: upc, path: adapters/upc, calibration: data/upc/calib.jsonl, weight: 1.0}
+  parameters: {samples: 16, objective: full, schedule: sweep}
+  output: {rank: auto, dtype: float32}
+
+OUT_DIR receives adapter_config.json, adapter_model.safetensors, README.md (model card),
+iteris_config.yaml (the config as given) and merge_report.json.
+
+Flags:
+`
+
+func cmdMerge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := mergeFlags()
 	fs.SetOutput(stderr)
-	force := fs.Bool("force", false, "replace a non-empty OUT_DIR")
-	prog := fs.String("progress", "auto", "progress display: auto, bar, json or none")
-	blas := fs.String("blas", "auto", "BLAS backend: auto, openblas or gonum")
+	if wantsHelp(args) {
+		fs.SetOutput(stdout)
+	}
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), mergeHelp+flagDefaults(fs)+"\n"+exitCodes)
+	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 {
-		return fmt.Errorf("%w: merge CONFIG.yaml OUT_DIR [--force] [--progress auto|bar|json|none]", errUsage)
-	}
-	rep, err := progress.New(progress.Mode(*prog), stderr)
+	rep, err := progress.New(progress.Mode(*o.progress), stderr)
 	if err != nil {
 		return fmt.Errorf("%w: --progress: %v", errUsage, err)
+	}
+	err = merge(ctx, rep, pos, o, args, stdout, stderr)
+	if err != nil && rep.Mode() == progress.JSON {
+		rep.Event("error", map[string]any{"message": message(err), "exit_code": exitCode(err, io.Discard)})
+		return reported{err}
+	}
+	return err
+}
+
+func merge(ctx context.Context, rep *progress.Reporter, pos []string, o mergeOpts, args []string, stdout, stderr io.Writer) error {
+	if len(pos) != 2 {
+		return fmt.Errorf("%w: merge CONFIG.yaml OUT_DIR [--force] [--progress auto|bar|json|none] (got %d arguments; see iteris merge --help)", errUsage, len(pos))
+	}
+	switch *o.blas {
+	case linalg.ModeAuto, linalg.ModeGonum, linalg.ModeOpenBLAS:
+	default:
+		return fmt.Errorf("%w: --blas %q: want auto, openblas or gonum", errUsage, *o.blas)
 	}
 	s, err := spec.Load(pos[0])
 	if err != nil {
 		return err
 	}
-	if s.Cluster.Mode != "" && s.Cluster.Mode != "embedded" {
+	if s.Cluster.Mode != "" && s.Cluster.Mode != spec.ClusterEmbedded {
 		return fmt.Errorf("%s: cluster.mode %q: only the embedded (single-process) mode is available in this build", pos[0], s.Cluster.Mode)
 	}
-	if _, err := linalg.Init(*blas); err != nil {
+	if _, err := linalg.Init(*o.blas); err != nil {
 		return err
 	}
 	warnings := stderr
 	if rep.Mode() == progress.JSON {
 		warnings = eventWriter{rep}
 	}
-	report, err := pipeline.Run(pipeline.Options{Spec: s, Out: pos[1], Force: *force, Progress: rep, Warnings: warnings,
-		Command: "iteris " + strings.Join(append([]string{"merge"}, args...), " "), Version: version})
+	report, err := pipeline.Run(ctx, pipeline.Options{Spec: s, Out: pos[1], Force: *o.force, Progress: rep, Warnings: warnings,
+		Command: "iteris " + strings.Join(append([]string{"merge"}, args...), " "), Version: versionString()})
 	if err != nil {
 		return err
 	}

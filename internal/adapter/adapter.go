@@ -111,7 +111,10 @@ func (a *Adapter) Names() []string {
 // Load reads the adapter in dir and checks it completely: the config (see
 // ParseConfig), every tensor key, the pairing of lora_A and lora_B, their
 // shapes against each other and against r / rank_pattern, target_modules,
-// dtypes and finiteness.
+// dtypes and finiteness. A rank above min(out, in) of its module is refused
+// (ErrShapeMismatch): such a factor pair is larger than the weight it adapts
+// and no more expressive than rank min(out, in). Every check of the header
+// comes before any tensor data is read or converted.
 //
 // Keys are base_model.model.<module>.lora_A.weight and .lora_B.weight.
 // Keys that carry an adapter name, base_model.model.<module>.lora_A.<name>.weight
@@ -119,7 +122,13 @@ func (a *Adapter) Names() []string {
 // accepted too: the adapter name is stripped, and a file mixing several
 // adapter names is refused. Any other key, including lora_embedding_A/B,
 // lora_magnitude_vector (DoRA) and lora bias vectors, gives ErrUnsupported.
-func Load(dir string) (*Adapter, error) {
+func Load(dir string) (*Adapter, error) { return LoadFor(dir, nil) }
+
+// LoadFor is Load that also checks every module against base (as Validate
+// does) from the file's header, before any tensor data is read or converted,
+// so an adapter of another model, or one whose header claims absurd shapes,
+// costs no memory. base may be nil.
+func LoadFor(dir string, base Shapes) (*Adapter, error) {
 	cfgPath := filepath.Join(dir, ConfigFile)
 	data, err := os.ReadFile(cfgPath)
 	if err != nil {
@@ -146,8 +155,45 @@ func Load(dir string) (*Adapter, error) {
 		return nil, fmt.Errorf("adapter: %w: %w", ErrInvalid, err)
 	}
 	defer f.Close()
+	pairs, err := pairKeys(f, wpath)
+	if err != nil {
+		return nil, err
+	}
+	a := &Adapter{Dir: dir, Config: cfg, Modules: make(map[string]*Module, len(pairs))}
+	mods := make([]string, 0, len(pairs))
+	for m := range pairs {
+		mods = append(mods, m)
+	}
+	sort.Strings(mods)
+	// Every header check first, then the data.
+	for _, name := range mods {
+		m, err := checkHeader(f, &cfg, wpath, cfgPath, name, pairs[name])
+		if err != nil {
+			return nil, err
+		}
+		if base != nil {
+			if err := checkModule(wpath, m, base); err != nil {
+				return nil, err
+			}
+		}
+		a.Modules[name] = m
+	}
+	if len(a.Modules) == 0 {
+		return nil, fmt.Errorf("adapter: %s: %w: no LoRA tensors", wpath, ErrInvalid)
+	}
+	for _, name := range mods {
+		if err := readFactors(f, wpath, a.Modules[name]); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
 
-	type pair struct{ a, b string }
+// pair holds the keys of one module's lora_A and lora_B.
+type pair struct{ a, b string }
+
+// pairKeys groups the tensor keys of f by module.
+func pairKeys(f *safetensors.File, wpath string) (map[string]*pair, error) {
 	pairs := map[string]*pair{}
 	adapterNames := map[string]string{} // adapter name -> first key carrying it
 	for _, key := range f.Names() {
@@ -180,75 +226,68 @@ func Load(dir string) (*Adapter, error) {
 		}
 		*slot = key
 	}
+	return pairs, nil
+}
 
-	a := &Adapter{Dir: dir, Config: cfg, Modules: make(map[string]*Module, len(pairs))}
-	mods := make([]string, 0, len(pairs))
-	for m := range pairs {
-		mods = append(mods, m)
+// checkHeader checks one module's factors from the header alone and returns the module without
+// its data.
+func checkHeader(f *safetensors.File, cfg *Config, wpath, cfgPath, name string, p *pair) (*Module, error) {
+	if p.a == "" {
+		return nil, fmt.Errorf("adapter: %s: %w: tensor %q has no matching lora_A", wpath, ErrInvalid, p.b)
 	}
-	sort.Strings(mods)
-	for _, name := range mods {
-		p := pairs[name]
-		if p.a == "" {
-			return nil, fmt.Errorf("adapter: %s: %w: tensor %q has no matching lora_A", wpath, ErrInvalid, p.b)
-		}
-		if p.b == "" {
-			return nil, fmt.Errorf("adapter: %s: %w: tensor %q has no matching lora_B", wpath, ErrInvalid, p.a)
-		}
-		infoA, err := factorInfo(f, wpath, p.a)
-		if err != nil {
-			return nil, err
-		}
-		infoB, err := factorInfo(f, wpath, p.b)
-		if err != nil {
-			return nil, err
-		}
-		r, in := infoA.Shape[0], infoA.Shape[1]
-		out, rb := infoB.Shape[0], infoB.Shape[1]
-		if r != rb {
-			return nil, fmt.Errorf("adapter: %s: %w: module %q: %q is %v (rank %d) but %q is %v (rank %d)",
-				wpath, ErrShapeMismatch, name, p.a, infoA.Shape, r, p.b, infoB.Shape, rb)
-		}
-		if r == 0 || in == 0 || out == 0 {
-			return nil, fmt.Errorf("adapter: %s: %w: module %q: empty factors %q %v and %q %v", wpath, ErrInvalid, name, p.a, infoA.Shape, p.b, infoB.Shape)
-		}
-		if !cfg.Targets(name) {
-			return nil, fmt.Errorf("adapter: %s: %w: module %q (tensor %q) is not selected by target_modules %s of %s",
-				wpath, ErrInvalid, name, p.a, cfg.targetString(), cfgPath)
-		}
-		if want := cfg.RankFor(name); want != r {
-			src := fmt.Sprintf("r = %d", cfg.R)
-			if k, ok := cfg.RankPatternKey(name); ok {
-				src = fmt.Sprintf("rank_pattern[%q] = %d", k, want)
-			}
-			return nil, fmt.Errorf("adapter: %s: %w: tensor %q has rank %d (shape %v) but %s gives %s",
-				wpath, ErrShapeMismatch, p.a, r, infoA.Shape, cfgPath, src)
-		}
-		A, err := f.Float32(p.a)
-		if err != nil {
-			return nil, fmt.Errorf("adapter: %w: %w", ErrInvalid, err)
-		}
-		B, err := f.Float32(p.b)
-		if err != nil {
-			return nil, fmt.Errorf("adapter: %w: %w", ErrInvalid, err)
-		}
-		if err := checkFinite(wpath, p.a, A); err != nil {
-			return nil, err
-		}
-		if err := checkFinite(wpath, p.b, B); err != nil {
-			return nil, err
-		}
-		alpha := cfg.AlphaFor(name)
-		a.Modules[name] = &Module{
-			Name: name, R: r, In: in, Out: out, A: A, B: B,
-			Alpha: alpha, Scale: scale(alpha, r, cfg.UseRSLoRA),
-			KeyA: p.a, KeyB: p.b,
-		}
+	if p.b == "" {
+		return nil, fmt.Errorf("adapter: %s: %w: tensor %q has no matching lora_B", wpath, ErrInvalid, p.a)
 	}
-	if len(a.Modules) == 0 {
-		return nil, fmt.Errorf("adapter: %s: %w: no LoRA tensors", wpath, ErrInvalid)
+	infoA, err := factorInfo(f, wpath, p.a)
+	if err != nil {
+		return nil, err
 	}
-	return a, nil
+	infoB, err := factorInfo(f, wpath, p.b)
+	if err != nil {
+		return nil, err
+	}
+	r, in := infoA.Shape[0], infoA.Shape[1]
+	out, rb := infoB.Shape[0], infoB.Shape[1]
+	if r != rb {
+		return nil, fmt.Errorf("adapter: %s: %w: module %q: %q is %v (rank %d) but %q is %v (rank %d)",
+			wpath, ErrShapeMismatch, name, p.a, infoA.Shape, r, p.b, infoB.Shape, rb)
+	}
+	if r == 0 || in == 0 || out == 0 {
+		return nil, fmt.Errorf("adapter: %s: %w: module %q: empty factors %q %v and %q %v", wpath, ErrInvalid, name, p.a, infoA.Shape, p.b, infoB.Shape)
+	}
+	if r > min(out, in) {
+		return nil, fmt.Errorf("adapter: %s: %w: module %q: tensor %q has rank %d (shape %v), above min(out, in) = %d of the module (%q is %v): a LoRA of that rank is larger than the weight it adapts and no more expressive than rank %d",
+			wpath, ErrShapeMismatch, name, p.a, r, infoA.Shape, min(out, in), p.b, infoB.Shape, min(out, in))
+	}
+	if !cfg.Targets(name) {
+		return nil, fmt.Errorf("adapter: %s: %w: module %q (tensor %q) is not selected by target_modules %s of %s",
+			wpath, ErrInvalid, name, p.a, cfg.targetString(), cfgPath)
+	}
+	if want := cfg.RankFor(name); want != r {
+		src := fmt.Sprintf("r = %d", cfg.R)
+		if k, ok := cfg.RankPatternKey(name); ok {
+			src = fmt.Sprintf("rank_pattern[%q] = %d", k, want)
+		}
+		return nil, fmt.Errorf("adapter: %s: %w: tensor %q has rank %d (shape %v) but %s gives %s",
+			wpath, ErrShapeMismatch, p.a, r, infoA.Shape, cfgPath, src)
+	}
+	alpha := cfg.AlphaFor(name)
+	return &Module{Name: name, R: r, In: in, Out: out, Alpha: alpha, Scale: scale(alpha, r, cfg.UseRSLoRA), KeyA: p.a, KeyB: p.b}, nil
+}
+
+// readFactors converts a checked module's factors to float32 and checks they are finite.
+func readFactors(f *safetensors.File, wpath string, m *Module) error {
+	var err error
+	if m.A, err = f.Float32(m.KeyA); err != nil {
+		return fmt.Errorf("adapter: %w: %w", ErrInvalid, err)
+	}
+	if m.B, err = f.Float32(m.KeyB); err != nil {
+		return fmt.Errorf("adapter: %w: %w", ErrInvalid, err)
+	}
+	if err := checkFinite(wpath, m.KeyA, m.A); err != nil {
+		return err
+	}
+	return checkFinite(wpath, m.KeyB, m.B)
 }
 
 // parseKey splits a tensor key into the module name, which factor it is and

@@ -34,8 +34,8 @@ type WriteOptions struct {
 	// regular expression that matches exactly the written module names.
 	Base Shapes
 	// Files are extra files (for example README.md, merge_report.json)
-	// written into the directory in the same atomic step. Names must be
-	// plain file names other than the two adapter files.
+	// written into the directory too. Names must be plain file names other
+	// than the two adapter files.
 	Files map[string][]byte
 }
 
@@ -86,11 +86,12 @@ type writtenConfig struct {
 // opt.Base shows that list selects nothing else, else it is a regular
 // expression naming every written module exactly (see WriteOptions.Base).
 //
-// dir must not exist or be an empty directory (else ErrNotEmpty); missing
-// parents are created. Everything is written into a temporary directory
-// next to dir and renamed into place, so on error nothing is left behind.
-// Bad input (ErrInvalid, ErrShapeMismatch, ErrUnsupported for a dtype) is
-// reported before anything touches the disk.
+// dir must not exist or be an empty directory (else ErrNotEmpty); it and
+// missing parents are created. Bad input (ErrInvalid, ErrShapeMismatch,
+// ErrUnsupported for a dtype) is reported before anything touches the disk;
+// after an I/O error the files written (and dir, when Write created it) are
+// removed. Write is not atomic by itself: internal/output writes OUT_DIR in a
+// staging directory that it renames into place.
 func Write(dir string, mods []*Module, opt WriteOptions) error {
 	dt := opt.DType
 	if dt == "" {
@@ -117,24 +118,24 @@ func Write(dir string, mods []*Module, opt WriteOptions) error {
 	for k, v := range opt.Metadata {
 		meta[k] = v
 	}
-	return writeDir(dir, func(tmp string) error {
-		if err := safetensors.WriteFile(filepath.Join(tmp, WeightsFile), tensors, meta); err != nil {
+	names := make([]string, 0, len(opt.Files))
+	for n := range opt.Files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return fillDir(dir, append([]string{WeightsFile, ConfigFile}, names...), func() error {
+		if err := safetensors.WriteFile(filepath.Join(dir, WeightsFile), tensors, meta); err != nil {
 			return fmt.Errorf("adapter: write %s: %w", dir, err)
 		}
-		if err := writeFileSync(filepath.Join(tmp, ConfigFile), cfgJSON); err != nil {
+		if err := writeFileSync(filepath.Join(dir, ConfigFile), cfgJSON); err != nil {
 			return fmt.Errorf("adapter: write %s: %w", dir, err)
 		}
-		names := make([]string, 0, len(opt.Files))
-		for n := range opt.Files {
-			names = append(names, n)
-		}
-		sort.Strings(names)
 		for _, n := range names {
-			if err := writeFileSync(filepath.Join(tmp, n), opt.Files[n]); err != nil {
+			if err := writeFileSync(filepath.Join(dir, n), opt.Files[n]); err != nil {
 				return fmt.Errorf("adapter: write %s: %w", dir, err)
 			}
 		}
-		return nil
+		return syncDir(dir)
 	})
 }
 
@@ -168,6 +169,9 @@ func prepareTensors(dir string, mods []*Module, dt safetensors.DType, base Shape
 		}
 		if m.R <= 0 || m.In <= 0 || m.Out <= 0 {
 			return nil, nil, fmt.Errorf("adapter: write %s: %w: module %q: r %d, in %d, out %d must be positive", dir, ErrShapeMismatch, m.Name, m.R, m.In, m.Out)
+		}
+		if m.R > min(m.In, m.Out) {
+			return nil, nil, fmt.Errorf("adapter: write %s: %w: module %q: rank %d is above min(out, in) = %d (Load refuses such adapters)", dir, ErrShapeMismatch, m.Name, m.R, min(m.In, m.Out))
 		}
 		if len(m.A) != m.R*m.In || len(m.B) != m.Out*m.R {
 			return nil, nil, fmt.Errorf("adapter: write %s: %w: module %q: A has %d values, want r*in = %d*%d; B has %d, want out*r = %d*%d",
@@ -384,49 +388,39 @@ func exactRegexp(names []string) string {
 	return strings.Join(q, "|")
 }
 
-// writeDir runs fill on a fresh temporary directory next to dir and renames
-// it to dir, which must not exist or be empty. On any error the temporary
-// directory is removed and dir is untouched.
-func writeDir(dir string, fill func(tmp string) error) (err error) {
+// fillDir creates dir when missing (it must otherwise be empty) and runs
+// fill, which writes the named files into it. On an error of fill the named
+// files are removed, and dir too when fillDir created it; an error of that
+// cleanup is reported along with fill's.
+func fillDir(dir string, files []string, fill func() error) error {
 	dir = filepath.Clean(dir)
 	if err := checkDest(dir); err != nil {
 		return err
 	}
-	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	_, serr := os.Lstat(dir)
+	created := errors.Is(serr, os.ErrNotExist)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("adapter: write %s: %w", dir, err)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("adapter: write %s: %w", dir, err)
+	err := fill()
+	if err == nil {
+		return nil
 	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
-	if err := fill(tmp); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return fmt.Errorf("adapter: write %s: %w", dir, err)
-	}
-	if err := syncDir(tmp); err != nil {
-		return fmt.Errorf("adapter: write %s: %w", dir, err)
-	}
-	if err := checkDest(dir); err != nil {
-		return err
-	}
-	if _, serr := os.Lstat(dir); serr == nil {
-		if err := os.Remove(dir); err != nil { // only succeeds on an empty directory
-			return fmt.Errorf("adapter: write %s: %w: %v", dir, ErrNotEmpty, err)
+	var cleanup []error
+	for _, f := range files {
+		if rerr := os.Remove(filepath.Join(dir, f)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			cleanup = append(cleanup, rerr)
 		}
 	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return fmt.Errorf("adapter: write %s: %w", dir, err)
+	if created {
+		if rerr := os.Remove(dir); rerr != nil {
+			cleanup = append(cleanup, rerr)
+		}
 	}
-	_ = syncDir(parent) // persist the rename; best effort
-	return nil
+	if len(cleanup) > 0 {
+		return fmt.Errorf("%w (and removing what was written failed: %w)", err, errors.Join(cleanup...))
+	}
+	return err
 }
 
 // checkDest returns nil if dir does not exist or is an empty directory.

@@ -279,8 +279,8 @@ func TestWriteMixedRanks(t *testing.T) {
 			base := shapeMap{}
 			var mods []*Module
 			for i, n := range tc.names {
-				base[n] = [2]int{6, 5}
-				m := randModule(n, tc.ranks[i], 5, 6, uint32(3*i+1))
+				base[n] = [2]int{24, 20}
+				m := randModule(n, tc.ranks[i], 20, 24, uint32(3*i+1))
 				m.Scale = 0.5 + float64(i)
 				mods = append(mods, m)
 			}
@@ -402,22 +402,37 @@ func TestWriteEmptyDir(t *testing.T) {
 	}
 }
 
-// TestWriteDirCleanup checks that a failure while filling the temporary
-// directory leaves nothing behind.
+// TestWriteDirCleanup checks that a failure while filling the directory
+// removes what was written: the directory too when Write created it, only
+// the files when it existed (empty) before.
 func TestWriteDirCleanup(t *testing.T) {
-	parent := t.TempDir()
-	dir := filepath.Join(parent, "out")
 	boom := errors.New("boom")
-	err := writeDir(dir, func(tmp string) error {
-		if err := os.WriteFile(filepath.Join(tmp, WeightsFile), []byte("half"), 0o644); err != nil {
-			return err
+	for _, existed := range []bool{false, true} {
+		parent := t.TempDir()
+		dir := filepath.Join(parent, "out")
+		if existed {
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
-		return boom
-	})
-	if !errors.Is(err, boom) {
-		t.Fatalf("err %v", err)
-	}
-	if got := listDir(t, parent); len(got) != 0 {
-		t.Fatalf("parent holds %v", got)
+		err := fillDir(dir, []string{WeightsFile, ConfigFile}, func() error {
+			if err := os.WriteFile(filepath.Join(dir, WeightsFile), []byte("half"), 0o644); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("existed %v: err %v", existed, err)
+		}
+		want := []string(nil)
+		if existed {
+			want = []string{"out"}
+			if got := listDir(t, dir); len(got) != 0 {
+				t.Fatalf("the existing directory holds %v", got)
+			}
+		}
+		if got := listDir(t, parent); !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
+			t.Fatalf("existed %v: parent holds %v, want %v", existed, got, want)
+		}
 	}
 }

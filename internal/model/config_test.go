@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -210,4 +211,60 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("accepted an impossible config %+v", c)
 		}
 	})
+}
+
+// TestCheckCheckpointRefusesUnbackedSizes edits the fixture's config.json to claim sizes its
+// checkpoint does not hold: each is refused from the headers, naming the field or the tensor,
+// without allocating anything of the claimed size.
+func TestCheckCheckpointRefusesUnbackedSizes(t *testing.T) {
+	raw, err := os.ReadFile(fixtureConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open("../../testdata/tiny-skills/model/model.safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tests := []struct {
+		field string
+		value any
+		want  []string
+	}{
+		{"num_hidden_layers", 1_000_000_000, []string{"num_hidden_layers = 1000000000", "holds only"}},
+		{"vocab_size", 1 << 40, []string{"model.embed_tokens.weight", "[1099511627776 128]"}},
+		{"intermediate_size", 1_000_000_000_000, []string{"model.layers.0.mlp.gate_proj.weight", "[1000000000000 128]"}},
+		{"hidden_size", 4096, []string{"model.embed_tokens.weight", "[259 4096]"}},
+	}
+	for _, tc := range tests {
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		m[tc.field] = tc.value
+		b, _ := json.Marshal(m)
+		c, err := ParseConfig(b, "edited/config.json")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.field, err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err = c.CheckCheckpoint(f, "edited")
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, ErrInvalid) {
+			t.Fatalf("%s = %v: error %v, want ErrInvalid", tc.field, tc.value, err)
+		}
+		for _, w := range append(tc.want, "edited") {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not name %q", tc.field, err, w)
+			}
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 4<<20 {
+			t.Errorf("%s: the check allocated %d bytes", tc.field, grew)
+		}
+	}
+	c, _ := ParseConfig(raw, "config.json")
+	if err := c.CheckCheckpoint(f, "fixture"); err != nil {
+		t.Errorf("the fixture's own config: %v", err)
+	}
 }

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/iteris-dev/iteris/internal/safetensors"
@@ -143,25 +144,105 @@ type tensorSource interface {
 	Float32(name string) ([]float32, error)
 }
 
-// builder reads the tensors of one range and checks the shapes config.json implies.
-type builder struct {
-	m        *Model
-	src      tensorSource
-	expected map[string][]int // every tensor a full model has, with its shape
+// TensorHeaders is what CheckCheckpoint reads: the names and header entries of a checkpoint's
+// tensors (safetensors.Checkpoint and safetensors.File provide it).
+type TensorHeaders interface {
+	Names() []string
+	Info(name string) (safetensors.TensorInfo, bool)
 }
 
-func (b *builder) expect(name string, shape ...int) { b.expected[name] = shape }
+// tensorsPerLayer is the number of weight tensors of a decoder layer without biases: two norms
+// and seven linear modules.
+const tensorsPerLayer = 9
+
+// CheckCheckpoint checks, from the headers alone (no tensor data is read), that ck holds every
+// tensor c implies with the shape it implies, and nothing else: what Load would find, before
+// anything is loaded. A config whose sizes the checkpoint does not back (num_hidden_layers of a
+// billion, a wider hidden_size) is refused here, without allocating anything of its size.
+func (c Config) CheckCheckpoint(ck TensorHeaders, dir string) error {
+	names := ck.Names()
+	if c.Layers > len(names)/tensorsPerLayer {
+		return fmt.Errorf("model %s: %w: config.json gives num_hidden_layers = %d, but the checkpoint holds only %d tensors (a layer has at least %d)",
+			dir, ErrInvalid, c.Layers, len(names), tensorsPerLayer)
+	}
+	used := map[string]bool{}
+	for _, w := range c.tensors() {
+		info, ok := ck.Info(w.name)
+		if !ok {
+			return fmt.Errorf("model %s: %w: tensor %s is missing (expected shape %v)", dir, ErrInvalid, w.name, w.shape)
+		}
+		if !slices.Equal(info.Shape, w.shape) {
+			return fmt.Errorf("model %s: %w: tensor %s has shape %v, config.json implies %v", dir, ErrInvalid, w.name, info.Shape, w.shape)
+		}
+		used[w.name] = true
+	}
+	if c.TieWordEmbeddings {
+		used["lm_head.weight"] = true
+	}
+	for _, n := range names {
+		if !used[n] && !ignorable(n) {
+			return fmt.Errorf("model %s: %w: tensor %s is not part of a %s model as config.json describes it", dir, ErrUnsupported, n, c.ModelType)
+		}
+	}
+	return nil
+}
+
+// weight is one tensor a config implies.
+type weight struct {
+	name  string
+	shape []int
+}
+
+// tensors lists every tensor c implies, in load order.
+func (c Config) tensors() []weight {
+	ws := []weight{{"model.embed_tokens.weight", []int{c.Vocab, c.Hidden}}, {"model.norm.weight", []int{c.Hidden}}}
+	if !c.TieWordEmbeddings {
+		ws = append(ws, weight{"lm_head.weight", []int{c.Vocab, c.Hidden}})
+	}
+	for i := 0; i < c.Layers; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		ws = append(ws, weight{p + "input_layernorm.weight", []int{c.Hidden}}, weight{p + "post_attention_layernorm.weight", []int{c.Hidden}})
+		for _, l := range c.layerLinears() {
+			ws = append(ws, weight{p + l.name + ".weight", []int{l.out, l.in}})
+			if l.bias {
+				ws = append(ws, weight{p + l.name + ".bias", []int{l.out}})
+			}
+		}
+	}
+	return ws
+}
+
+// linearSpec is one linear module of a decoder layer.
+type linearSpec struct {
+	name    string
+	out, in int
+	bias    bool
+}
+
+// layerLinears lists a decoder layer's linear modules in dependency order.
+func (c Config) layerLinears() []linearSpec {
+	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	return []linearSpec{
+		{"self_attn.q_proj", q, c.Hidden, c.QKVBias},
+		{"self_attn.k_proj", kv, c.Hidden, c.QKVBias},
+		{"self_attn.v_proj", kv, c.Hidden, c.QKVBias},
+		{"self_attn.o_proj", c.Hidden, q, c.OBias},
+		{"mlp.gate_proj", c.Intermediate, c.Hidden, c.MLPBias},
+		{"mlp.up_proj", c.Intermediate, c.Hidden, c.MLPBias},
+		{"mlp.down_proj", c.Hidden, c.Intermediate, c.MLPBias},
+	}
+}
+
+// builder reads the tensors of one range; CheckCheckpoint has checked every shape already.
+type builder struct {
+	m   *Model
+	src tensorSource
+}
 
 func (b *builder) get(name string) ([]float32, error) {
-	shape := b.expected[name]
-	info, ok := b.src.Info(name)
-	if !ok {
-		return nil, fmt.Errorf("model %s: %w: tensor %s is missing (expected shape %v)", b.m.Dir, ErrInvalid, name, shape)
+	if info, ok := b.src.Info(name); ok {
+		b.m.Read = append(b.m.Read, TensorRead{Name: name, Bytes: info.End - info.Begin})
 	}
-	if !equalShape(info.Shape, shape) {
-		return nil, fmt.Errorf("model %s: %w: tensor %s has shape %v, config.json implies %v", b.m.Dir, ErrInvalid, name, info.Shape, shape)
-	}
-	b.m.Read = append(b.m.Read, TensorRead{Name: name, Bytes: info.End - info.Begin})
 	return b.src.Float32(name)
 }
 
@@ -179,50 +260,12 @@ func (b *builder) linear(name string, out, in int, bias bool) (*Linear, error) {
 	return l, nil
 }
 
-// layerSpec is one linear module of a decoder layer.
-type layerSpec struct {
-	name    string
-	out, in int
-	bias    bool
-}
-
-func layerSpecs(c Config) []layerSpec {
-	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
-	return []layerSpec{
-		{"self_attn.q_proj", q, c.Hidden, c.QKVBias},
-		{"self_attn.k_proj", kv, c.Hidden, c.QKVBias},
-		{"self_attn.v_proj", kv, c.Hidden, c.QKVBias},
-		{"self_attn.o_proj", c.Hidden, q, c.OBias},
-		{"mlp.gate_proj", c.Intermediate, c.Hidden, c.MLPBias},
-		{"mlp.up_proj", c.Intermediate, c.Hidden, c.MLPBias},
-		{"mlp.down_proj", c.Hidden, c.Intermediate, c.MLPBias},
-	}
-}
-
-// expectAll lists every tensor of a full model with its shape.
-func (b *builder) expectAll(c Config) {
-	b.expect("model.embed_tokens.weight", c.Vocab, c.Hidden)
-	b.expect("model.norm.weight", c.Hidden)
-	if !c.TieWordEmbeddings {
-		b.expect("lm_head.weight", c.Vocab, c.Hidden)
-	}
-	for i := 0; i < c.Layers; i++ {
-		p := fmt.Sprintf("model.layers.%d.", i)
-		b.expect(p+"input_layernorm.weight", c.Hidden)
-		b.expect(p+"post_attention_layernorm.weight", c.Hidden)
-		for _, s := range layerSpecs(c) {
-			b.expect(p+s.name+".weight", s.out, s.in)
-			if s.bias {
-				b.expect(p+s.name+".bias", s.out)
-			}
-		}
-	}
-}
-
 func build(cfg Config, dir string, src tensorSource, r Range) (*Model, error) {
+	if err := cfg.CheckCheckpoint(src, dir); err != nil {
+		return nil, err
+	}
 	m := &Model{Config: cfg, Dir: dir, Range: r, linears: map[string]*Linear{}, Layers: make([]*Layer, cfg.Layers)}
-	b := &builder{m: m, src: src, expected: map[string][]int{}}
-	b.expectAll(cfg)
+	b := &builder{m: m, src: src}
 	c := cfg
 	var err error
 	if r.Embed || (r.Head && c.TieWordEmbeddings) {
@@ -245,16 +288,6 @@ func build(cfg Config, dir string, src tensorSource, r Range) (*Model, error) {
 			return nil, err
 		}
 	}
-	for _, n := range src.Names() {
-		if _, ok := b.expected[n]; !ok && !ignorable(n) && !(n == "lm_head.weight" && c.TieWordEmbeddings) {
-			return nil, fmt.Errorf("model %s: %w: tensor %s is not part of a %s model as config.json describes it", dir, ErrUnsupported, n, c.ModelType)
-		}
-	}
-	for n := range b.expected {
-		if _, ok := src.Info(n); !ok {
-			return nil, fmt.Errorf("model %s: %w: tensor %s is missing (expected shape %v)", dir, ErrInvalid, n, b.expected[n])
-		}
-	}
 	m.rope = newRope(c.HeadDim, c.RopeTheta)
 	return m, nil
 }
@@ -272,7 +305,7 @@ func (b *builder) layer(i int) (*Layer, error) {
 		return nil, err
 	}
 	dst := []**Linear{&l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down}
-	for k, s := range layerSpecs(c) {
+	for k, s := range c.layerLinears() {
 		if *dst[k], err = b.linear(p+s.name, s.out, s.in, s.bias); err != nil {
 			return nil, err
 		}
@@ -284,18 +317,6 @@ func (b *builder) layer(i int) (*Layer, error) {
 // ignorable lists checkpoint tensors that carry no weights the engine needs.
 func ignorable(name string) bool {
 	return len(name) > len("rotary_emb.inv_freq") && name[len(name)-len("rotary_emb.inv_freq"):] == "rotary_emb.inv_freq"
-}
-
-func equalShape(a []int, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Linear returns the linear module with the given name, e.g. "model.layers.0.mlp.down_proj".
@@ -457,19 +478,15 @@ type Shapes struct {
 	shapes map[string][2]int
 }
 
-// ShapesOf returns the linear-module shapes of a model with configuration c.
+// ShapesOf returns the linear-module shapes of a model with configuration c. Check c against
+// the checkpoint first (CheckCheckpoint): the map has 7 entries per layer config.json claims.
 func ShapesOf(c Config) Shapes {
 	s := Shapes{shapes: map[string][2]int{}}
-	q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	for l := 0; l < c.Layers; l++ {
 		p := fmt.Sprintf("model.layers.%d.", l)
-		s.shapes[p+"self_attn.q_proj"] = [2]int{q, c.Hidden}
-		s.shapes[p+"self_attn.k_proj"] = [2]int{kv, c.Hidden}
-		s.shapes[p+"self_attn.v_proj"] = [2]int{kv, c.Hidden}
-		s.shapes[p+"self_attn.o_proj"] = [2]int{c.Hidden, q}
-		s.shapes[p+"mlp.gate_proj"] = [2]int{c.Intermediate, c.Hidden}
-		s.shapes[p+"mlp.up_proj"] = [2]int{c.Intermediate, c.Hidden}
-		s.shapes[p+"mlp.down_proj"] = [2]int{c.Hidden, c.Intermediate}
+		for _, ls := range c.layerLinears() {
+			s.shapes[p+ls.name] = [2]int{ls.out, ls.in}
+		}
 	}
 	return s
 }

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -10,17 +9,16 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/iteris-dev/iteris/internal/adapter"
+	"github.com/iteris-dev/iteris/internal/inputs"
 	"github.com/iteris-dev/iteris/internal/model"
+	"github.com/iteris-dev/iteris/internal/output"
 	"github.com/iteris-dev/iteris/internal/progress"
 	"github.com/iteris-dev/iteris/internal/shard"
 )
 
-// Sentinel errors of the pipeline.
-var (
-	// ErrInput reports an input (config, adapter, calibration data, output directory) that cannot
-	// be merged; it is reported before any heavy work.
-	ErrInput = errors.New("invalid merge input")
-)
+// ErrInput reports an input (config, adapter, calibration data, output directory) that cannot be
+// merged; it is inputs.ErrInput, reported before any heavy work.
+var ErrInput = inputs.ErrInput
 
 // Schedules of the IterIS solve.
 const (
@@ -45,21 +43,11 @@ type Task struct {
 // SolveSettings are the data-aware solve's parameters.
 type SolveSettings = shard.Settings
 
-// SiteRecord is one site's outcome in one solve.
-type SiteRecord = shard.SiteRecord
+// SiteRecord is one site's outcome in one solve (defined with the report in internal/output).
+type SiteRecord = output.SiteRecord
 
-// SolveRecord is one solve (one jacobi step, or the whole sweep).
-type SolveRecord struct {
-	// Solve numbers the solves from 1.
-	Solve int `json:"solve"`
-	// Sites maps module names to their outcome.
-	Sites map[string]SiteRecord `json:"sites"`
-	// MaxRelChange is the largest relative change over sites (absent on the first solve).
-	MaxRelChange *float64 `json:"max_rel_change,omitempty"`
-	// CaptureSeconds and SolveSeconds time the solve's two parts.
-	CaptureSeconds float64 `json:"capture_seconds"`
-	SolveSeconds   float64 `json:"solve_seconds"`
-}
+// SolveRecord is one solve, one jacobi step or the whole sweep (defined in internal/output).
+type SolveRecord = output.SolveRecord
 
 // Site is one merged module with its current update (nil before the first solve).
 type Site struct {

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -131,7 +132,7 @@ func TestRunRefusesBadInputsBeforeWork(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "out")
-			_, err := Run(Options{Spec: tc.s, Out: out})
+			_, err := Run(context.Background(), Options{Spec: tc.s, Out: out})
 			if err == nil {
 				t.Fatal("merge succeeded, want an error")
 			}
@@ -158,14 +159,14 @@ func TestRunRefusesNonEmptyOut(t *testing.T) {
 	out := t.TempDir()
 	marker := filepath.Join(out, "keep.txt")
 	os.WriteFile(marker, []byte("mine"), 0o644)
-	_, err := Run(Options{Spec: s, Out: out})
+	_, err := Run(context.Background(), Options{Spec: s, Out: out})
 	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("error %v, want ErrInput mentioning --force", err)
 	}
 	if b, _ := os.ReadFile(marker); string(b) != "mine" {
 		t.Fatal("existing output was touched")
 	}
-	if _, err := Run(Options{Spec: s, Out: out, Force: true}); err != nil {
+	if _, err := Run(context.Background(), Options{Spec: s, Out: out, Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -12,6 +13,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/iteris-dev/iteris/internal/adapter"
+	"github.com/iteris-dev/iteris/internal/inputs"
 	"github.com/iteris-dev/iteris/internal/safetensors"
 	"github.com/iteris-dev/iteris/internal/spec"
 )
@@ -40,7 +42,7 @@ func yamlFor(t *testing.T, method string, weight float64, params string, extra .
 func runSpec(t *testing.T, s *spec.Spec) (string, *Report) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "out")
-	rep, err := Run(Options{Spec: s, Out: out, Version: "test"})
+	rep, err := Run(context.Background(), Options{Spec: s, Out: out, Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +219,7 @@ func TestRunWritesEverything(t *testing.T) {
 		t.Logf("hashed inputs: %v", r.Inputs.Files)
 	}
 	for path, h := range r.Inputs.Files {
-		if want, _ := sha256File(path); h != want || len(h) != 64 {
+		if want, _ := inputs.SHA256File(path); h != want || len(h) != 64 {
 			t.Errorf("sha256 of %s recorded as %s", path, h)
 		}
 	}

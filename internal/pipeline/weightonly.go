@@ -41,33 +41,36 @@ func weightOnly(s *spec.Spec, tasks []*Task, warn func(string, ...any)) ([]*adap
 			maxR = max(maxR, m.R)
 			sumR += m.R
 		}
-		rank := s.Output.Rank
+		m, n := f[0].B.RawMatrix().Rows, f[0].A.RawMatrix().Cols
+		var ranks []int
+		for _, fi := range f {
+			ranks = append(ranks, fi.A.RawMatrix().Rows)
+		}
+		requested := s.Output.Rank
 		if p.SVDRank > 0 {
-			rank = p.SVDRank
+			requested = p.SVDRank
 		}
-		if rank == 0 {
-			rank = sumR
-		}
-		if rank < 0 { // output.rank: full keeps the dense update whole
-			rank = min(f[0].A.RawMatrix().Cols, f[0].B.RawMatrix().Rows)
-		}
+		// The output-rank rule: never above min(out, in); full keeps the dense update whole.
+		rank := merge.OutputRank(requested, ranks, m, n, false).Rank
 		var b, a *mat.Dense
 		var err error
 		switch s.Method {
 		case "cat":
 			b, a, err = merge.Cat(f)
-			if err == nil && s.Output.Rank > 0 && s.Output.Rank < sumR {
-				b, a, err = merge.SVD(f, s.Output.Rank, p.Seed)
+			// cat truncates to output.rank but never pads: a larger rank keeps the sum.
+			req := s.Output.Rank
+			if req > sumR {
+				req = merge.RankAuto
+			}
+			if cr := merge.OutputRank(req, ranks, m, n, true).Rank; err == nil && cr < sumR {
+				b, a, err = merge.SVD(f, cr, p.Seed)
 			}
 		case "linear":
 			b, a, err = merge.Linear(f)
 		case "svd":
-			r := p.SVDRank
-			if r == 0 {
-				r = s.Output.Rank
-			}
-			if r <= 0 {
-				r = maxR
+			r := rank
+			if requested <= 0 {
+				r = merge.OutputRank(maxR, ranks, m, n, true).Rank
 			}
 			b, a, err = merge.SVD(f, r, p.Seed)
 		case "ties":

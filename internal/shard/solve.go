@@ -7,25 +7,11 @@ import (
 
 	"github.com/iteris-dev/iteris/internal/gram"
 	"github.com/iteris-dev/iteris/internal/merge"
+	"github.com/iteris-dev/iteris/internal/output"
 )
 
-// SiteRecord is one site's outcome in one solve.
-type SiteRecord struct {
-	// Residual is the solve's objective value, from the Grams.
-	Residual float64 `json:"residual"`
-	// RelChange is ||dW(k) - dW(k-1)||_F / ||dW(k-1)||_F (absent on a site's first solve).
-	RelChange *float64 `json:"rel_change,omitempty"`
-	// Coefs are the adaptive weights c_i, in task order.
-	Coefs []float64 `json:"coefs"`
-	// Weights are w_i = c_i m_i.
-	Weights []float64 `json:"weights"`
-	// Method is how H was solved: cholesky, lu or pinv.
-	Method string `json:"method"`
-	// Rank is the site's output rank.
-	Rank int `json:"rank"`
-	// Tokens is the number of calibration tokens per task.
-	Tokens []int `json:"tokens"`
-}
+// SiteRecord is one site's outcome in one solve (the report's type, internal/output).
+type SiteRecord = output.SiteRecord
 
 // w0 returns the base weight of a site in float64.
 func (u *Unit) w0(s *Site) *mat.Dense {
@@ -46,17 +32,17 @@ func (u *Unit) solveSite(s *Site, g []gram.Grams, prev *Update) (Update, SiteRec
 	if (set.Adaptive && coefs == nil) || set.Objective == merge.Full {
 		w0 = u.w0(s)
 	}
-	rank := set.Rank
-	if rank == 0 {
-		// auto: the sum of the ranks of the adapters that have this module (the zero
-		// placeholders of the others add nothing).
-		for i, f := range s.Factors {
-			if !s.Missing[i] {
-				r, _ := f.A.Dims()
-				rank += r
-			}
+	// The output-rank rule over the ranks of the adapters that have this module (the zero
+	// placeholders of the others add nothing).
+	var ranks []int
+	for i, f := range s.Factors {
+		if !s.Missing[i] {
+			r, _ := f.A.Dims()
+			ranks = append(ranks, r)
 		}
 	}
+	out, in := s.Factors[0].B.RawMatrix().Rows, s.Factors[0].A.RawMatrix().Cols
+	rank := merge.OutputRank(set.Rank, ranks, out, in, set.Objective != merge.Full).Solve
 	var res merge.SiteResult
 	var err error
 	if set.Method == MethodRegMean {

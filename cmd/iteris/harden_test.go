@@ -1,0 +1,372 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets a test run this binary as the iteris command (ITERIS_TEST_MAIN=1), for the tests
+// that send it signals.
+func TestMain(m *testing.M) {
+	if os.Getenv("ITERIS_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// tree is a private copy of the fixture's inputs: root/model, root/adapters/{rev,upc},
+// root/data/{rev,upc}/calib.jsonl, so that a test can check they stay untouched.
+type tree struct{ root, model, rev, upc, data string }
+
+func newTree(t *testing.T) tree {
+	t.Helper()
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tree{root: root, model: filepath.Join(root, "model"), rev: filepath.Join(root, "adapters", "rev"),
+		upc: filepath.Join(root, "adapters", "upc"), data: filepath.Join(root, "data")}
+	copyDir(t, filepath.Join(fixture, "model"), tr.model)
+	copyDir(t, filepath.Join(fixture, "adapters", "rev"), tr.rev)
+	copyDir(t, filepath.Join(fixture, "adapters", "upc"), tr.upc)
+	for _, n := range []string{"rev", "upc"} {
+		copyDir(t, filepath.Join(fixture, "data", n), filepath.Join(tr.data, n))
+	}
+	return tr
+}
+
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// config writes root/merge.yaml over the copied inputs and returns its path.
+func (tr tree) config(t *testing.T, method, extra string) string {
+	t.Helper()
+	y := fmt.Sprintf("base_model: %s\nmethod: %s\nadapters:\n", tr.model, method)
+	for _, a := range []struct{ name, dir string }{{"rev", tr.rev}, {"upc", tr.upc}} {
+		y += fmt.Sprintf("  - {name: %s, path: %s, calibration: %s}\n", a.name, a.dir, filepath.Join(tr.data, a.name, "calib.jsonl"))
+	}
+	y += extra
+	p := filepath.Join(tr.root, "merge.yaml")
+	if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// snapshot maps every entry under root to its kind and content hash.
+func snapshot(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			l, _ := os.Readlink(p)
+			out[p] = "link " + l
+		case d.IsDir():
+			out[p] = "dir"
+		default:
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h := sha256.Sum256(b)
+			out[p] = hex.EncodeToString(h[:])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameSnapshot(t *testing.T, what string, before, after map[string]string) {
+	t.Helper()
+	for p, v := range before {
+		if after[p] != v {
+			t.Errorf("%s: %s changed (%q -> %q)", what, p, v, after[p])
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			t.Errorf("%s: %s appeared", what, p)
+		}
+	}
+}
+
+// events parses --progress json output; every line must be a JSON object.
+func events(t *testing.T, stderr string) []map[string]any {
+	t.Helper()
+	var evs []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("--progress json printed a non-JSON line %q", line)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+// lastError returns the final event, which must be an error event, and checks that no phase of
+// heavy work started before it.
+func lastError(t *testing.T, evs []map[string]any) map[string]any {
+	t.Helper()
+	last := evs[len(evs)-1]
+	if last["event"] != "error" {
+		t.Fatalf("last event %v, want an error event", last)
+	}
+	for _, ev := range evs {
+		if ev["event"] == "phase_start" {
+			t.Errorf("heavy work started before the refusal: %v", ev)
+		}
+	}
+	return last
+}
+
+// TestMergeNeverDestroysInputs runs merges with --force whose OUT_DIR would replace an input:
+// each is refused before any work with exit code 1, naming the input, and nothing changes.
+func TestMergeNeverDestroysInputs(t *testing.T) {
+	tr := newTree(t)
+	cfg := tr.config(t, "iteris", "parameters: {samples: 2}\n")
+	link := filepath.Join(tr.root, "link-to-rev")
+	if err := os.Symlink(tr.rev, link); err != nil {
+		t.Fatal(err)
+	}
+	ro := t.TempDir()
+	os.Chmod(ro, 0o555)
+	t.Cleanup(func() { os.Chmod(ro, 0o755) })
+	if f, err := os.CreateTemp(ro, "w"); err == nil { // root ignores the mode bits: use sysfs
+		f.Close()
+		os.Remove(f.Name())
+		ro = "/sys"
+	}
+	tests := []struct {
+		name string
+		out  string
+		want []string
+	}{
+		{"an adapter's folder", tr.rev, []string{tr.rev, "is adapters[0].path"}},
+		{"the base model's folder", tr.model, []string{tr.model, "is base_model"}},
+		{"a calibration file's folder", filepath.Join(tr.data, "upc"), []string{"contains adapters[1].calibration", filepath.Join(tr.data, "upc", "calib.jsonl")}},
+		{"a folder that contains the base model", tr.root, []string{tr.root, "contains", "the merge would overwrite its own input"}},
+		{"a folder inside an adapter", filepath.Join(tr.upc, "merged"), []string{"lies inside adapters[1].path", tr.upc}},
+		{"a symbolic link to an adapter", link, []string{link, "is adapters[0].path", tr.rev}},
+		{"an unwritable parent", filepath.Join(ro, "merged"), []string{"cannot create entries in " + ro}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := snapshot(t, tr.root)
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"merge", cfg, tc.out, "--force", "--progress", "json"}, &stdout, &stderr)
+			if code != exitFailed {
+				t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr.String())
+			}
+			ev := lastError(t, events(t, stderr.String()))
+			for _, w := range tc.want {
+				if !strings.Contains(ev["message"].(string), w) {
+					t.Errorf("error %q does not name %q", ev["message"], w)
+				}
+			}
+			sameSnapshot(t, "inputs", before, snapshot(t, tr.root))
+		})
+	}
+}
+
+// TestMergeRefusesWorkingDirectory: OUT_DIR = . with --force is refused before any work (a
+// rename cannot replace the working directory).
+func TestMergeRefusesWorkingDirectory(t *testing.T) {
+	tr := newTree(t)
+	cfg := tr.config(t, "cat", "")
+	wd := filepath.Join(tr.root, "work")
+	os.Mkdir(wd, 0o755)
+	os.WriteFile(filepath.Join(wd, "notes.txt"), []byte("keep"), 0o644)
+	t.Chdir(wd)
+	before := snapshot(t, tr.root)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"merge", cfg, ".", "--force", "--progress", "json"}, &stdout, &stderr)
+	if code != exitFailed {
+		t.Fatalf("exit %d, want 1: %s", code, stderr.String())
+	}
+	ev := lastError(t, events(t, stderr.String()))
+	if msg := ev["message"].(string); !strings.Contains(msg, "working directory") || !strings.Contains(msg, wd) {
+		t.Errorf("error %q does not name the working directory %s", msg, wd)
+	}
+	sameSnapshot(t, "inputs and working directory", before, snapshot(t, tr.root))
+}
+
+// TestMergeRemovesStaleStaging: a staging directory left by a killed merge (its lock released)
+// is removed by the next merge into the same OUT_DIR, which says so.
+func TestMergeRemovesStaleStaging(t *testing.T) {
+	tr := newTree(t)
+	cfg := tr.config(t, "cat", "")
+	out := filepath.Join(tr.root, "merged")
+	stale := filepath.Join(tr.root, ".merged.tmp-12345")
+	if err := os.MkdirAll(filepath.Join(stale, "out"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(stale, "lock"), nil, 0o600)
+	os.WriteFile(filepath.Join(stale, "out", "adapter_model.safetensors"), []byte("half-written"), 0o644)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"merge", cfg, out, "--progress", "json"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	said := false
+	for _, ev := range events(t, stderr.String()) {
+		if ev["event"] == "warning" && strings.Contains(ev["message"].(string), "removed "+stale) {
+			said = true
+		}
+	}
+	if !said {
+		t.Errorf("no warning names the removed %s:\n%s", stale, stderr.String())
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale staging directory still there: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tr.root, ".merged.*")); len(left) > 0 {
+		t.Errorf("left next to OUT_DIR: %v", left)
+	}
+}
+
+// TestMergeInterrupt sends SIGINT to a running merge: it exits with 130 at once, reports an error
+// event, and leaves neither OUT_DIR nor a staging directory.
+func TestMergeInterrupt(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGINT on windows")
+	}
+	tr := newTree(t)
+	cfg := tr.config(t, "iteris", "parameters: {samples: 16, objective: full, schedule: jacobi, iterations: 8}\n")
+	out := filepath.Join(tr.root, "merged")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "merge", cfg, out, "--progress", "json")
+	cmd.Env = append(os.Environ(), "ITERIS_TEST_MAIN=1")
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	sc := bufio.NewScanner(pipe)
+	signalled := false
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if !signalled && strings.Contains(sc.Text(), `"phase_start"`) {
+			if err := cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+			signalled = true
+		}
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted || !signalled {
+		t.Fatalf("exit %v (signalled %v), want %d; stderr:\n%s", err, signalled, exitInterrupted, strings.Join(lines, "\n"))
+	}
+	last := events(t, strings.Join(lines, "\n"))
+	if ev := last[len(last)-1]; ev["event"] != "error" || !strings.Contains(ev["message"].(string), "interrupted") {
+		t.Errorf("last event %v, want an interrupted error", ev)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tr.root, "*merged*")); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
+
+func TestMergeProgressJSONErrors(t *testing.T) {
+	tr := newTree(t)
+	bad := tr.config(t, "cat", "parameters: {densty: 0.5}\n")
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"merge", bad, filepath.Join(tr.root, "out")}, exitFailed, "unknown key"},
+		{[]string{"merge", bad}, exitUsage, "CONFIG.yaml OUT_DIR"},
+		{[]string{"merge", bad, filepath.Join(tr.root, "out"), "--blas", "fast"}, exitUsage, "--blas"},
+	}
+	for _, tc := range tests {
+		var stdout, stderr bytes.Buffer
+		code := run(append(tc.args, "--progress", "json"), &stdout, &stderr)
+		if code != tc.code {
+			t.Errorf("%v: exit %d, want %d", tc.args, code, tc.code)
+		}
+		evs := events(t, stderr.String())
+		ev := lastError(t, evs)
+		if !strings.Contains(ev["message"].(string), tc.want) || ev["exit_code"] != float64(tc.code) {
+			t.Errorf("%v: error event %v, want %q and exit_code %d", tc.args, ev, tc.want, tc.code)
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"merge", "--help"}, &out, &errb); code != 0 {
+		t.Fatalf("merge --help: exit %d", code)
+	}
+	for _, want := range []string{"iteris merge CONFIG.yaml OUT_DIR", "relative to the working directory", "examples/merge4.yaml",
+		"base_model:", "adapters:", "-force", "-progress", "-blas", "Exit codes", "130"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("merge --help lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if code := run([]string{"help"}, &out, &errb); code != 0 {
+		t.Fatalf("help: exit %d", code)
+	}
+	for _, c := range commands {
+		if c.flags == nil {
+			continue
+		}
+		c.flags().VisitAll(func(f *flag.Flag) {
+			if !strings.Contains(out.String(), "-"+f.Name) {
+				t.Errorf("top-level help lacks %s's flag -%s", c.name, f.Name)
+			}
+		})
+	}
+	if code := run([]string{"merge", "--bogus"}, io.Discard, &errb); code != exitUsage {
+		t.Errorf("merge --bogus: exit %d, want 2", code)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	info := &debug.BuildInfo{Main: debug.Module{Path: "github.com/iteris-dev/iteris", Version: "v0.3.0"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "0123456789abcdef"}, {Key: "vcs.time", Value: "2026-12-01T08:51:00Z"}, {Key: "vcs.modified", Value: "true"}}}
+	want := "iteris v0.3.0 (revision 0123456789abcdef, 2026-12-01T08:51:00Z, modified) " + runtime.Version()
+	if got := formatVersion("dev", info); !strings.HasPrefix(got, want) {
+		t.Errorf("version %q, want prefix %q", got, want)
+	}
+	if got := formatVersion("v9", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}); !strings.HasPrefix(got, "iteris v9 (no VCS information) ") {
+		t.Errorf("version with -ldflags and no VCS stamp: %q", got)
+	}
+	out := runCLI(t, "version")
+	if !strings.HasPrefix(out, "iteris ") || !strings.Contains(out, runtime.Version()) {
+		t.Errorf("iteris version printed %q", out)
+	}
+}

@@ -1,0 +1,106 @@
+package adapter
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// sparseAdapter writes an adapter whose safetensors header declares the given F32 factors and
+// whose data is a hole of the declared size: a self-consistent file that costs no disk, as a
+// hostile or corrupted upload would be.
+func sparseAdapter(t *testing.T, r int, modules map[string][2]int) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := `{"peft_type": "LORA", "r": ` + itoa(r) + `, "lora_alpha": 16, "target_modules": ["q_proj", "k_proj"]}`
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	header := map[string]any{}
+	off := int64(0)
+	add := func(key string, shape ...int) {
+		n := int64(4)
+		for _, d := range shape {
+			n *= int64(d)
+		}
+		header[key] = map[string]any{"dtype": "F32", "shape": shape, "data_offsets": []int64{off, off + n}}
+		off += n
+	}
+	for name, sh := range modules { // sh = [out, in]
+		add(keyPrefix+name+".lora_A.weight", r, sh[1])
+		add(keyPrefix+name+".lora_B.weight", sh[0], r)
+	}
+	h, err := json.Marshal(header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(h)%8 != 0 {
+		h = append(h, ' ')
+	}
+	f, err := os.Create(filepath.Join(dir, WeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(h)))
+	if _, err := f.Write(append(n[:], h...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(int64(8+len(h)) + off); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// TestLoadRefusesAbsurdSizesFromHeader: factors that are self-consistent but absurd for their
+// module (r = 97 million on 128x128, a 99 GB sparse file) or for the base model are refused from
+// the header, before any tensor data is read or converted.
+func TestLoadRefusesAbsurdSizesFromHeader(t *testing.T) {
+	q := "model.layers.0.self_attn.q_proj"
+	base := shapeMap{q: {128, 128}, "model.layers.0.self_attn.k_proj": {64, 128}}
+	tests := []struct {
+		name    string
+		r       int
+		modules map[string][2]int
+		base    Shapes
+		want    []string
+	}{
+		{"rank 97 million on a 128x128 module", 97_000_000, map[string][2]int{q: {128, 128}}, nil,
+			[]string{"lora_A.weight", "rank 97000000", "min(out, in) = 128"}},
+		{"rank 200 on a 128x128 module", 200, map[string][2]int{q: {128, 128}}, base,
+			[]string{q, "rank 200", "min(out, in) = 128"}},
+		{"input width of another model", 8, map[string][2]int{q: {128, 1 << 30}}, base,
+			[]string{q, "[8 1073741824]", "[128 128]"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := sparseAdapter(t, tc.r, tc.modules)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := LoadFor(dir, tc.base)
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, ErrShapeMismatch) {
+				t.Fatalf("error %v, want ErrShapeMismatch", err)
+			}
+			for _, w := range append(tc.want, filepath.Join(dir, WeightsFile)) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+				t.Errorf("refusing the header allocated %d bytes: tensor data was read", grew)
+			}
+		})
+	}
+}
