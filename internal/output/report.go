@@ -18,6 +18,8 @@ type Report struct {
 	Output    OutputReport       `json:"output"`
 	Timings   map[string]float64 `json:"timings_seconds"`
 	Warnings  []string           `json:"warnings"`
+	// Cluster describes how a cluster ran the merge (absent for the single-process driver).
+	Cluster *ClusterReport `json:"cluster,omitempty"`
 }
 
 // Inputs records the sha256 of every input file.

@@ -251,16 +251,18 @@ func (mg *Merger) RunContext(ctx context.Context) ([]SolveRecord, error) {
 }
 
 // Result returns the merged update of every site (scale 1), in module-name order.
-func (mg *Merger) Result() []*adapter.Module {
-	names := make([]string, 0, len(mg.current))
-	for n := range mg.current {
+func (mg *Merger) Result() []*adapter.Module { return modulesOf(mg.current) }
+
+// modulesOf returns the updates as adapter modules of scale 1, in module-name order.
+func modulesOf(up shard.Updates) []*adapter.Module {
+	names := make([]string, 0, len(up))
+	for n := range up {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	out := make([]*adapter.Module, 0, len(names))
 	for _, n := range names {
-		up := mg.current[n]
-		out = append(out, moduleOf(n, up.B, up.A))
+		out = append(out, moduleOf(n, up[n].B, up[n].A))
 	}
 	return out
 }
