@@ -2,10 +2,13 @@ package output
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 )
@@ -106,4 +109,50 @@ func writeAll(dir string, files map[string][]byte) error {
 		}
 	}
 	return syncDir(dir)
+}
+
+// MarshalFinite encodes v as compact JSON with every non-finite number written as null, as
+// MarshalReport does; UnmarshalFinite reads such JSON back with NaN for every null number.
+func MarshalFinite(v any) ([]byte, error) { return json.Marshal(finiteJSON(reflect.ValueOf(v))) }
+
+// siteWire is a SiteRecord whose numbers may be null.
+type siteWire struct {
+	Residual  *float64   `json:"residual"`
+	RelChange *float64   `json:"rel_change,omitempty"`
+	Coefs     []*float64 `json:"coefs"`
+	Weights   []*float64 `json:"weights"`
+	Method    string     `json:"method"`
+	Rank      int        `json:"rank"`
+	Tokens    []int      `json:"tokens"`
+}
+
+// UnmarshalSites decodes site records written by MarshalFinite (null numbers become NaN).
+func UnmarshalSites(b []byte) (map[string]SiteRecord, error) {
+	var w map[string]siteWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, err
+	}
+	num := func(p *float64) float64 {
+		if p == nil {
+			return math.NaN()
+		}
+		return *p
+	}
+	nums := func(ps []*float64) []float64 {
+		out := make([]float64, len(ps))
+		for i, p := range ps {
+			out[i] = num(p)
+		}
+		return out
+	}
+	out := make(map[string]SiteRecord, len(w))
+	for n, s := range w {
+		r := SiteRecord{Residual: num(s.Residual), Coefs: nums(s.Coefs), Weights: nums(s.Weights), Method: s.Method, Rank: s.Rank, Tokens: s.Tokens}
+		if s.RelChange != nil {
+			v := *s.RelChange
+			r.RelChange = &v
+		}
+		out[n] = r
+	}
+	return out, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sort"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -254,25 +253,7 @@ func (mg *Merger) RunContext(ctx context.Context) ([]SolveRecord, error) {
 func (mg *Merger) Result() []*adapter.Module { return modulesOf(mg.current) }
 
 // modulesOf returns the updates as adapter modules of scale 1, in module-name order.
-func modulesOf(up shard.Updates) []*adapter.Module {
-	names := make([]string, 0, len(up))
-	for n := range up {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	out := make([]*adapter.Module, 0, len(names))
-	for _, n := range names {
-		out = append(out, moduleOf(n, up[n].B, up[n].A))
-	}
-	return out
-}
-
-// moduleOf turns a (B, A) pair of scale 1 into an adapter module with alpha = rank.
-func moduleOf(name string, b, a *mat.Dense) *adapter.Module {
-	k, n := a.Dims()
-	m, _ := b.Dims()
-	return &adapter.Module{Name: name, R: k, In: n, Out: m, A: f32(denseData(a)), B: f32(denseData(b)), Alpha: float64(k), Scale: 1}
-}
+func modulesOf(up shard.Updates) []*adapter.Module { return shard.Modules(up) }
 
 func f64(x []float32) []float64 {
 	out := make([]float64, len(x))

@@ -12,6 +12,7 @@ import (
 	"github.com/iteris-dev/iteris/internal/model"
 	"github.com/iteris-dev/iteris/internal/output"
 	"github.com/iteris-dev/iteris/internal/progress"
+	"github.com/iteris-dev/iteris/internal/shard"
 	"github.com/iteris-dev/iteris/internal/spec"
 )
 
@@ -228,14 +229,4 @@ func (r *runner) finish(tasks []*Task, mods []*adapter.Module) {
 	r.report.Warnings = append([]string{}, r.warnings...)
 }
 
-func settingsOf(s *spec.Spec) SolveSettings {
-	p := s.Parameters
-	set := SolveSettings{Method: s.Method, Objective: merge.Objective(p.Objective), Schedule: p.Schedule, Iterations: p.Iterations,
-		Tolerance: p.Tolerance, Alpha1: p.Alpha1, Alpha2: p.Alpha2, Adaptive: p.AdaptiveWeights, Rank: s.Output.Rank,
-		Reduce: p.Reduce, Seed: p.Seed, BatchSize: p.BatchSize}
-	if s.Method == "regmean" {
-		set.Objective, set.Schedule, set.Iterations = merge.Delta, Jacobi, 1
-		set.Adaptive, set.Alpha1, set.Alpha2 = false, 0, 0
-	}
-	return set
-}
+func settingsOf(s *spec.Spec) SolveSettings { return shard.SettingsOf(s) }

@@ -6,13 +6,6 @@ import (
 	"github.com/iteris-dev/iteris/internal/spec"
 )
 
-// WeightOnlySettings returns the weight-only merge parameters of a spec.
-func WeightOnlySettings(s *spec.Spec) shard.WeightOnlySettings {
-	p := s.Parameters
-	return shard.WeightOnlySettings{Method: s.Method, Rank: s.Output.Rank, SVDRank: p.SVDRank, Density: p.Density,
-		MajoritySign: p.MajoritySign, Seed: p.Seed}
-}
-
 // weightOnly runs a merge that needs no data over every module, as one shard.
 func weightOnly(s *spec.Spec, tasks []*Task, warn func(string, ...any)) ([]*adapter.Module, error) {
 	if s.Method == spec.MethodLinear {
@@ -22,7 +15,7 @@ func weightOnly(s *spec.Spec, tasks []*Task, warn func(string, ...any)) ([]*adap
 	for i, t := range tasks {
 		st[i] = shard.Task{Name: t.Name, Adapter: t.Adapter, Weight: t.Weight}
 	}
-	up, err := shard.WeightOnly(WeightOnlySettings(s), st, shard.ModuleNames(st, 0, 1<<30))
+	up, err := shard.WeightOnly(shard.WeightOnlyOf(s), st, shard.ModuleNames(st, 0, 1<<30))
 	if err != nil {
 		return nil, err
 	}

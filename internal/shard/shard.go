@@ -320,3 +320,21 @@ func (u *Unit) Select(up Updates) Updates {
 	}
 	return out
 }
+
+// Modules returns updates as adapter modules of scale 1 (lora_alpha = r), in module-name order:
+// what the merged adapter holds.
+func Modules(up Updates) []*adapter.Module {
+	names := make([]string, 0, len(up))
+	for n := range up {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]*adapter.Module, 0, len(names))
+	for _, n := range names {
+		u := up[n]
+		k, in := u.A.Dims()
+		m, _ := u.B.Dims()
+		out = append(out, &adapter.Module{Name: n, R: k, In: in, Out: m, A: f32(denseData(u.A)), B: f32(denseData(u.B)), Alpha: float64(k), Scale: 1})
+	}
+	return out
+}
