@@ -14,6 +14,9 @@ type Submit struct {
 	Dir string `json:"dir"`
 	// Command is the submitting command line, recorded in the model card.
 	Command string `json:"command,omitempty"`
+	// Workers, when > 0, is how many workers the job waits for and is cut across (else the
+	// config's cluster.workers).
+	Workers int `json:"workers,omitempty"`
 }
 
 func (s Submit) validate() error {
@@ -22,6 +25,9 @@ func (s Submit) validate() error {
 	}
 	if len(s.Path) > 4096 || len(s.Dir) > 4096 || len(s.Command) > 1<<16 {
 		return fmt.Errorf("path, dir or command too long")
+	}
+	if s.Workers < 0 || s.Workers > 1<<16 {
+		return fmt.Errorf("workers %d", s.Workers)
 	}
 	return nil
 }

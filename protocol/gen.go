@@ -22,6 +22,9 @@ type GenStep struct {
 	Next []int `json:"next,omitempty"`
 	// Rows is the rows artifact when the rows are not inline.
 	Rows Ref `json:"rows,omitzero"`
+	// Done ends the attempt's ring on the receiving shard (sent by the first shard when every
+	// batch has finished).
+	Done bool `json:"done,omitempty"`
 	// Error aborts the attempt (a shard failed).
 	Error *Error `json:"error,omitempty"`
 }

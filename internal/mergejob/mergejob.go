@@ -84,6 +84,9 @@ func (h *Handler) Prepare(ctx context.Context, sub protocol.Submit, job string, 
 	meta.Levels = levels(in)
 	js := coordinator.JobSpec{Config: sub.Config, Path: sub.Path, Dir: sub.Dir, Command: sub.Command, Method: s.Method,
 		Workers: max(1, s.Cluster.Workers), Layers: in.Config.Layers}
+	if sub.Workers > 0 {
+		js.Workers = sub.Workers
+	}
 	sum := sha256.Sum256(append(append([]byte{}, sub.Config...), sub.Dir...))
 	js.Hash = hex.EncodeToString(sum[:])
 	if s.DataAware() {
