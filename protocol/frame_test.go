@@ -222,16 +222,26 @@ func TestFrameZipBombIsBounded(t *testing.T) {
 }
 
 func TestFrameDecoderRejectsHugeWindow(t *testing.T) {
-	// A single-segment frame that declares 64 MiB of content: its window exceeds the decoder's.
+	// A single-segment frame declaring 64 MiB of content (so a 64 MiB window) with one valid RLE
+	// block: refused at the frame header, before the decoder allocates the window.
 	payload := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xe0 /* single segment, 8-byte FCS */}
 	payload = binary.LittleEndian.AppendUint64(payload, 64<<20)
-	payload = append(payload, 0x03, 0, 0x40, 0) // a last RLE block
+	blk := uint32(128<<10)<<3 | 1<<1 | 1 // last RLE block of 128 KiB
+	payload = append(payload, byte(blk), byte(blk>>8), byte(blk>>16), 0)
 	content := make([]byte, 64<<20)
 	h := Header{Version: FrameVersion, Kind: KindRows, Codec: CodecZstd, ContentLen: int64(len(content)),
 		PayloadLen: int64(len(payload)), Ref: RefOf(content)}
 	frame, _ := h.AppendBinary(nil)
-	_, _, err := DecodeFrame(append(frame, payload...), h.Ref, 1<<30)
-	wantErr(t, err, ErrCorrupt, h.Ref.String())
+	frame = append(frame, payload...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, _, err := DecodeFrame(frame, h.Ref, 1<<30)
+	runtime.ReadMemStats(&after)
+	wantErr(t, err, ErrCorrupt, h.Ref.String(), "does not decompress")
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 24<<20 {
+		t.Fatalf("refusing a 64 MiB window allocated %d bytes", grew)
+	}
 }
 
 // failingReader returns its bytes, then err.

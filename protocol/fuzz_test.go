@@ -156,3 +156,27 @@ func FuzzDecodeGenStep(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseRef: a ref parses only from its own canonical text form; job ids that validate are
+// made of the safe characters only.
+func FuzzParseRef(f *testing.F) {
+	f.Add(RefOf(nil).String())
+	f.Add("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015AD")
+	f.Add("job-1")
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRef(s)
+		if err == nil && r.String() != s {
+			t.Fatalf("ParseRef(%q) = %s", s, r)
+		}
+		if err != nil && !errors.Is(err, ErrBadRef) {
+			t.Fatalf("ParseRef error %v is not ErrBadRef", err)
+		}
+		if ValidateJobID(s) == nil {
+			for _, c := range s {
+				if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+					t.Fatalf("job id %q accepted with %q", s, c)
+				}
+			}
+		}
+	})
+}

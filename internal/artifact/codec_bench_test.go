@@ -81,32 +81,13 @@ func buildCorpus() ([]corpusEntry, error) {
 			return nil, err
 		}
 		adapters = append(adapters, a)
-		up := map[string][]model.LoRA{}
-		for name, m := range a.Modules {
-			up[name] = []model.LoRA{{R: m.R, A: m.A, B: m.B, Scale: float32(m.Scale)}}
-		}
-		tm, err := base.WithLoRA(up, false)
-		if err != nil {
-			return nil, err
-		}
 		seqs = append(seqs, calib.CalibTokens[task])
-		st, err := tm.Start(calib.CalibTokens[task])
+		at, err := taskStream(base, a, ti, calib.CalibTokens[task], cuts, grams)
 		if err != nil {
 			return nil, err
 		}
-		for l := range tm.Layers {
-			tm.RunLayer(l, st, func(l int, p model.Point, x []float32, rows int) {
-				acc := gram.NewAccumulator(len(x)/rows, false)
-				if err := acc.Add(x, nil, rows); err != nil {
-					panic(err)
-				}
-				key := fmt.Sprintf("%d/%d", l, p)
-				grams[key] = append(grams[key], acc.Grams().G)
-			})
-			if l < cuts {
-				streams[l] = append(streams[l], protocol.Batch{Task: ti, Width: base.Config.Hidden,
-					Lens: st.Lens, Start: st.Start, Data: append([]float32(nil), st.H...)})
-			}
+		for l, b := range at {
+			streams[l] = append(streams[l], b)
 		}
 	}
 	rows := corpusEntry{name: "rows-f32", kind: protocol.KindRows}
@@ -132,6 +113,39 @@ func buildCorpus() ([]corpusEntry, error) {
 	return []corpusEntry{rows, bf16, f16,
 		{name: "factors", kind: protocol.KindFactors, contents: [][]byte{fac}},
 		{name: "sequences", kind: protocol.KindSequences, contents: [][]byte{sq}}}, nil
+}
+
+// taskStream runs task model base + a on seqs and returns its rows after each of the first cuts
+// layers, adding the Grams of every observation point to grams ("layer/point" -> one per task).
+func taskStream(base *model.Model, a *adapter.Adapter, task int, seqs [][]int, cuts int, grams map[string][]*mat.Dense) ([]protocol.Batch, error) {
+	up := map[string][]model.LoRA{}
+	for name, m := range a.Modules {
+		up[name] = []model.LoRA{{R: m.R, A: m.A, B: m.B, Scale: float32(m.Scale)}}
+	}
+	tm, err := base.WithLoRA(up, false)
+	if err != nil {
+		return nil, err
+	}
+	st, err := tm.Start(seqs)
+	if err != nil {
+		return nil, err
+	}
+	var out []protocol.Batch
+	for l := range tm.Layers {
+		tm.RunLayer(l, st, func(l int, p model.Point, x []float32, rows int) {
+			acc := gram.NewAccumulator(len(x)/rows, false)
+			if err := acc.Add(x, nil, rows); err != nil {
+				panic(err)
+			}
+			key := fmt.Sprintf("%d/%d", l, p)
+			grams[key] = append(grams[key], acc.Grams().G)
+		})
+		if l < cuts {
+			out = append(out, protocol.Batch{Task: task, Width: base.Config.Hidden,
+				Lens: st.Lens, Start: st.Start, Data: append([]float32(nil), st.H...)})
+		}
+	}
+	return out, nil
 }
 
 // sixteen renders a stream's values as a raw array of 16-bit floats.
