@@ -22,6 +22,11 @@ type GenStep struct {
 	Next []int `json:"next,omitempty"`
 	// Rows is the rows artifact when the rows are not inline.
 	Rows Ref `json:"rows,omitzero"`
+	// Ready tells the first shard that the sending shard listens (every shard must before the
+	// first step is sent).
+	Ready bool `json:"ready,omitempty"`
+	// From is the sending shard.
+	From int `json:"from"`
 	// Done ends the attempt's ring on the receiving shard (sent by the first shard when every
 	// batch has finished).
 	Done bool `json:"done,omitempty"`
