@@ -245,7 +245,10 @@ func parseSite(name string) (layer int, leaf string, p Point, ok bool) {
 		return 0, "", 0, false
 	}
 	p, ok = modules[leaf]
-	return l, leaf, p, ok
+	if !ok {
+		return 0, "", 0, false
+	}
+	return l, leaf, p, true
 }
 
 // shapeOf returns the (out, in) widths the model implies for a module leaf name.
