@@ -49,30 +49,30 @@ func TestCut(t *testing.T) {
 		peaks   []int64
 		workerI []int // each shard's worker, when not 0, 1, 2, ...
 	}{
-		{"tiny 1", tiny, workersOf(1, 64*miB), []int{0, 4}, []int64{38651136}, nil},
-		{"tiny 2", tiny, workersOf(2, 64*miB), []int{0, 2, 4}, []int64{32421120, 32534272}, nil},
+		{"tiny 1", tiny, workersOf(1, 64*miB), []int{0, 4}, []int64{54729984}, nil},
+		{"tiny 2", tiny, workersOf(2, 64*miB), []int{0, 2, 4}, []int64{48499968, 48613120}, nil},
 		// Three shards: the two-layer shard goes in the middle, where neither the embeddings
 		// nor lm_head are.
-		{"tiny 3", tiny, workersOf(3, 64*miB), []int{0, 1, 3, 4}, []int64{29327616, 32401152, 29440768}, nil},
-		{"tiny 4", tiny, workersOf(4, 64*miB), []int{0, 1, 2, 3, 4}, []int64{29327616, 29307648, 29307648, 29440768}, nil},
+		{"tiny 3", tiny, workersOf(3, 64*miB), []int{0, 1, 3, 4}, []int64{45406464, 48480000, 45519616}, nil},
+		{"tiny 4", tiny, workersOf(4, 64*miB), []int{0, 1, 2, 3, 4}, []int64{45406464, 45386496, 45386496, 45519616}, nil},
 		{"tiny 6", tiny, workersOf(6, 64*miB), []int{0, 1, 2, 3, 4}, nil, nil},
-		{"8B 1x96GiB", j8, workersOf(1, 96*giB), []int{0, 32}, []int64{77630816256}, nil},
-		{"8B 2x64GiB", j8, workersOf(2, 64*giB), []int{0, 16, 32}, []int64{59020148736, 59158577152}, nil},
-		{"8B 3x56GiB", j8, workersOf(3, 56*giB), []int{0, 11, 22, 32}, []int64{53819047936, 51856113664, 52917256192}, nil},
-		{"8B 4x48GiB", j8, workersOf(4, 48*giB), []int{0, 8, 16, 24, 32}, []int64{50698387456, 48735453184, 48735453184, 50836815872}, nil},
-		{"8B 5x48GiB", j8, workersOf(5, 48*giB), []int{0, 6, 13, 20, 27, 32},
-			[]int64{48617947136, 47695233024, 47695233024, 47695233024, 47716155392}, nil},
-		// Different budgets: the 48 GiB worker first can hold 8 layers only.
-		{"8B 48+64GiB", j8, []Worker{{"small", 48 * giB}, {"big", 64 * giB}}, []int{0, 8, 32}, []int64{50698387456, 67480338432}, nil},
-		{"8B 64+48GiB", j8, []Worker{{"big", 64 * giB}, {"small", 48 * giB}}, []int{0, 24, 32}, []int64{67341910016, 50836815872}, nil},
+		{"8B 1x128GiB", j8, workersOf(1, 128*giB), []int{0, 32}, []int64{102192660480}, nil},
+		{"8B 2x96GiB", j8, workersOf(2, 96*giB), []int{0, 16, 32}, []int64{83581992960, 83720421376}, nil},
+		{"8B 3x80GiB", j8, workersOf(3, 80*giB), []int{0, 11, 22, 32}, []int64{78380892160, 76417957888, 77479100416}, nil},
+		{"8B 4x72GiB", j8, workersOf(4, 72*giB), []int{0, 8, 16, 24, 32}, []int64{75260231680, 73297297408, 73297297408, 75398660096}, nil},
+		{"8B 5x72GiB", j8, workersOf(5, 72*giB), []int{0, 6, 13, 20, 27, 32},
+			[]int64{73179791360, 72257077248, 72257077248, 72257077248, 72277999616}, nil},
+		// Different budgets: the 72 GiB worker first can hold 9 layers only.
+		{"8B 72+96GiB", j8, []Worker{{"small", 72 * giB}, {"big", 96 * giB}}, []int{0, 9, 32}, []int64{76300451840, 91001962496}, nil},
+		{"8B 96+72GiB", j8, []Worker{{"big", 96 * giB}, {"small", 72 * giB}}, []int{0, 23, 32}, []int64{90863534080, 76438880256}, nil},
 		// A worker too small for any layer is left out.
-		{"8B 1+64+64GiB", j8, []Worker{{"tiny", giB}, {"a", 64 * giB}, {"b", 64 * giB}}, []int{0, 16, 32}, nil, []int{1, 2}},
-		{"70B sweep 8x192GiB", s70, workersOf(8, 192*giB), []int{0, 10, 20, 30, 40, 50, 60, 70, 80},
-			[]int64{177912545280, 173709852672, 173709852672, 173709852672, 173709852672, 173709852672, 173709852672, 177912578048}, nil},
-		{"70B sweep 6x192GiB", s70, workersOf(6, 192*giB), []int{0, 12, 26, 40, 54, 68, 80},
-			[]int64{185254805504, 188394373120, 188394373120, 188394373120, 188394373120, 185254838272}, nil},
-		{"70B regmean 5x128GiB", r70, workersOf(5, 128*giB), []int{0, 16, 32, 48, 64, 80},
-			[]int64{116594049024, 112391356416, 112391356416, 112391356416, 116594081792}, nil},
+		{"8B 1+96+96GiB", j8, []Worker{{"tiny", giB}, {"a", 96 * giB}, {"b", 96 * giB}}, []int{0, 16, 32}, nil, []int{1, 2}},
+		{"70B sweep 8x256GiB", s70, workersOf(8, 256*giB), []int{0, 10, 20, 30, 40, 50, 60, 70, 80},
+			[]int64{256832569344, 252629876736, 252629876736, 252629876736, 252629876736, 252629876736, 252629876736, 256832602112}, nil},
+		{"70B sweep 6x256GiB", s70, workersOf(6, 256*giB), []int{0, 12, 26, 40, 54, 68, 80},
+			[]int64{264174829568, 267314397184, 267314397184, 267314397184, 267314397184, 264174862336}, nil},
+		{"70B regmean 5x160GiB", r70, workersOf(5, 160*giB), []int{0, 16, 32, 48, 64, 80},
+			[]int64{149343174656, 145140482048, 145140482048, 145140482048, 149343207424}, nil},
 	}
 	for _, tc := range tests {
 		e := mustEstimator(t, tc.in)
@@ -111,7 +111,7 @@ func TestCutNotes(t *testing.T) {
 	if want := []string{"6 workers for 4 layers: at most one shard per layer, so 2 workers are not used (w4, w5)"}; !reflect.DeepEqual(notes, want) {
 		t.Errorf("notes %q, want %q", notes, want)
 	}
-	_, notes, err = mustEstimator(t, llamaInput(llama8B, jacobi(5, Full, true, 16))).Cut([]Worker{{"tiny", giB}, {"a", 64 * giB}, {"b", 64 * giB}})
+	_, notes, err = mustEstimator(t, llamaInput(llama8B, jacobi(5, Full, true, 16))).Cut([]Worker{{"tiny", giB}, {"a", 96 * giB}, {"b", 96 * giB}})
 	if err != nil || len(notes) != 1 || notes[0] != "not used: tiny (too small for any layer range where it stands in the order)" {
 		t.Errorf("notes %q, %v", notes, err)
 	}
@@ -146,18 +146,18 @@ func TestCutRefusals(t *testing.T) {
 		want    string
 		fe      FitError
 	}{
-		{"8B on 32 GiB", j8, workersOf(1, 32*giB),
-			"layer 31 needs 40.6 GiB, the largest worker has 32 GiB (grams 22.9 GiB, solve 12.7 GiB, head 2 GiB)",
-			FitError{Layer: 31, Needs: 43555274752, Largest: 32 * giB, Workers: 1}},
-		{"8B on 3x48 GiB", j8, workersOf(3, 48*giB),
-			"3 workers (largest 48 GiB) hold layers 0-27 only: layer 28 needs 38.6 GiB on a further worker (grams 22.9 GiB, solve 12.7 GiB, gram buffers 1023.5 MiB); with workers of 48 GiB the model needs at least 4",
-			FitError{Layer: 28, Needs: 41453912064, Largest: 48 * giB, Workers: 3, Placed: 28, MinWorkers: 4}},
+		{"8B on 48 GiB", j8, workersOf(1, 48*giB),
+			"layer 31 needs 63.4 GiB, the largest worker has 48 GiB (grams 22.9 GiB, gram copies 22.9 GiB, solve 12.7 GiB)",
+			FitError{Layer: 31, Needs: 68117118976, Largest: 48 * giB, Workers: 1}},
+		{"8B on 3x72 GiB", j8, workersOf(3, 72*giB),
+			"3 workers (largest 72 GiB) hold layers 0-30 only: layer 31 needs 63.4 GiB on a further worker (grams 22.9 GiB, gram copies 22.9 GiB, solve 12.7 GiB); with workers of 72 GiB the model needs at least 4",
+			FitError{Layer: 31, Needs: 68117118976, Largest: 72 * giB, Workers: 3, Placed: 31, MinWorkers: 4}},
 		{"70B on 128 GiB", s70, workersOf(2, 128*giB),
-			"layer 79 needs 134.9 GiB, the largest worker has 128 GiB (grams 73.5 GiB, solve 50.8 GiB, head 3.9 GiB)",
-			FitError{Layer: 79, Needs: 144872407040, Largest: 128 * giB, Workers: 2}},
-		{"70B on 4x192 GiB", s70, workersOf(4, 192*giB),
-			"4 workers (largest 192 GiB) hold layers 0-70 only: layer 71 needs 131 GiB on a further worker (grams 73.5 GiB, solve 50.8 GiB, layer weights 3.2 GiB); with workers of 192 GiB the model needs at least 5",
-			FitError{Layer: 71, Needs: 140669681664, Largest: 192 * giB, Workers: 4, Placed: 71, MinWorkers: 5}},
+			"layer 79 needs 208.4 GiB, the largest worker has 128 GiB (grams 73.5 GiB, gram copies 73.5 GiB, solve 50.8 GiB)",
+			FitError{Layer: 79, Needs: 223792431104, Largest: 128 * giB, Workers: 2}},
+		{"70B on 4x256 GiB", s70, workersOf(4, 256*giB),
+			"4 workers (largest 256 GiB) hold layers 0-61 only: layer 62 needs 204.5 GiB on a further worker (grams 73.5 GiB, gram copies 73.5 GiB, solve 50.8 GiB); with workers of 256 GiB the model needs at least 6",
+			FitError{Layer: 62, Needs: 219589705728, Largest: 256 * giB, Workers: 4, Placed: 62, MinWorkers: 6}},
 	}
 	for _, tc := range tests {
 		_, _, err := mustEstimator(t, tc.in).Cut(tc.workers)
@@ -219,7 +219,7 @@ func BenchmarkCutLargest(b *testing.B) {
 
 func ExampleFitError() {
 	in := llamaInput(llama8B, jacobi(5, Full, true, 16))
-	_, err := Build(in, workersOf(1, 32*giB))
+	_, err := Build(in, workersOf(1, 48*giB))
 	fmt.Println(strings.SplitN(err.Error(), " (", 2)[0])
-	// Output: layer 31 needs 40.6 GiB, the largest worker has 32 GiB
+	// Output: layer 31 needs 63.4 GiB, the largest worker has 48 GiB
 }

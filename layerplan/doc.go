@@ -51,6 +51,9 @@
 //	grams             T·n²·8·g per point: g = 3 (G, P, Q) for the sweep and jacobi K > 1, 1 (G
 //	                  only) for jacobi K = 1 and RegMean; jacobi holds every point of a layer at
 //	                  once (a layer's capture is one pass), the sweep one level; the largest layer
+//	gram_copies       = grams: gram.Accumulator.Grams returns dense copies of the sums, made while
+//	                  the accumulators are alive and read by the solves (a solve from the sums in
+//	                  place would drop this term)
 //	gram_buffers      T·8·n·min(chunk(n), B)·(2 with P and Q, else 1) per point, as grams:
 //	                  gram.Accumulator's float64 conversion buffers, chunk(n) =
 //	                  max(16, min(1024, 32 MiB / 8n))
@@ -66,7 +69,7 @@
 //	                  their transposes, the solution, dW, the SVD); weight-only (R + 2k)·(m+n)·8
 //	                  factor copies, + (2·tasks + 3)·mn·8 for the dense variants
 //
-// Streams, transfer, grams, gram buffers, features, layer work and scores are zero for a shard
+// Streams, transfer, grams, their copies and buffers, features, layer work and scores are zero for a shard
 // that starts after the last site's layer (no stream reaches it) and for weight-only merges,
 // which also hold no base weights. The calibration phase (when a prompt needs a completion)
 // holds the weights and lora, plus, with G the prompt + completion tokens, P the prompt tokens

@@ -46,7 +46,7 @@ func TestLevels(t *testing.T) {
 // two float64 copies and a float32 one) 32·2312·20 = 1479680. N = 4·44 = 176 rows, B = 22 (two
 // sequences of 12+10 and 14+8), Lmax 14: streams 176·(128+32)·4 = 112640 per copy, transfer
 // 176·128·4 = 90112; grams 4·3·8·(3·128² + 344²) = 16078848; gram buffers 4·8·(3·128+344)·22·2
-// = 1025024; features 22·728·4 = 64064; layer work 22·2·(128+128+64+344)·4 = 116864; scores
+// = 1025024 (and as much again for the dense copies the solves read); features 22·728·4 = 64064; layer work 22·2·(128+128+64+344)·4 = 116864; scores
 // 4·14²·4 = 3136; solve (down_proj, full + adaptive) 6·344²·8 + 8·128·344·8 = 8498176.
 // Calibration: G = 22, P = 10, 2 sequences per batch, longest prompt 8: kv 2·64·4·22 = 11264 per
 // layer, logits 2·(259+128)·4 = 3096, layer work 10·1328·4 = 53120, scores 4·max(64, 14)·4 = 1024.
@@ -54,7 +54,7 @@ func TestFootprintTiny(t *testing.T) {
 	e := mustEstimator(t, tinyInput(jacobi(5, Full, true, 2)))
 	common := func(layers int64) map[PartName]int64 {
 		return map[PartName]int64{PartLayerWeights: 726016 * layers, PartLoRA: 295936 * layers, PartLoRAFloat64: 591872 * layers,
-			PartMerged: 1479680 * layers, PartGrams: 16078848, PartGramBuffers: 1025024, PartFeatures: 64064,
+			PartMerged: 1479680 * layers, PartGrams: 16078848, PartGramCopies: 16078848, PartGramBuffers: 1025024, PartFeatures: 64064,
 			PartLayerWork: 116864, PartScores: 3136, PartSolve: 8498176}
 	}
 	calib := func(layers int64) map[PartName]int64 {
@@ -73,14 +73,14 @@ func TestFootprintTiny(t *testing.T) {
 		peak       int64
 	}{
 		{0, 4, with(common(4), PartEmbeddings, 132608, PartHead, 133120, PartStreams, 225280),
-			with(calib(4), PartEmbeddings, 132608, PartHead, 133120, PartLogits, 3096), 38651136},
+			with(calib(4), PartEmbeddings, 132608, PartHead, 133120, PartLogits, 3096), 54729984},
 		{0, 2, with(common(2), PartEmbeddings, 132608, PartStreams, 225280, PartTransfer, 90112),
-			with(calib(2), PartEmbeddings, 132608), 32421120},
+			with(calib(2), PartEmbeddings, 132608), 48499968},
 		{2, 4, with(common(2), PartHead, 133120, PartStreams, 337920, PartTransfer, 90112),
-			with(calib(2), PartHead, 133120, PartLogits, 3096), 32534272},
-		{1, 3, with(common(2), PartStreams, 337920, PartTransfer, 90112), calib(2), 32401152},
+			with(calib(2), PartHead, 133120, PartLogits, 3096), 48613120},
+		{1, 3, with(common(2), PartStreams, 337920, PartTransfer, 90112), calib(2), 48480000},
 		{3, 4, with(common(1), PartHead, 133120, PartStreams, 337920, PartTransfer, 90112),
-			with(calib(1), PartHead, 133120, PartLogits, 3096), 29440768},
+			with(calib(1), PartHead, 133120, PartLogits, 3096), 45519616},
 	}
 	for _, tc := range tests {
 		fp, err := e.Footprint(tc.lo, tc.hi)
@@ -97,8 +97,8 @@ func TestFootprintTiny(t *testing.T) {
 			t.Errorf("%s: peak %d, want %d (the merge phase's)", what("footprint"), fp.Peak, tc.peak)
 		}
 	}
-	if sp := e.SingleProcess(); sp.Peak != 38651136 {
-		t.Errorf("single process %d, want the [0, 4) footprint 38651136", sp.Peak)
+	if sp := e.SingleProcess(); sp.Peak != 54729984 {
+		t.Errorf("single process %d, want the [0, 4) footprint 54729984", sp.Peak)
 	}
 	for _, r := range [][2]int{{-1, 2}, {2, 2}, {3, 5}} {
 		if _, err := e.Footprint(r[0], r[1]); err == nil {
@@ -157,14 +157,14 @@ func TestFootprintLlama(t *testing.T) {
 		// 6·14336²·8 + 8·4096·14336·8 = 13623099392.
 		{"8B jacobi", llamaInput(llama8B, jacobi(5, Full, true, 16)), 0, 8,
 			map[PartName]int64{PartLayerWeights: 6979584000, PartEmbeddings: 2101346304, PartLoRA: 167772160, PartLoRAFloat64: 335544320,
-				PartMerged: 838860800, PartStreams: 276824064, PartTransfer: 134217728, PartGrams: 24561844224, PartGramBuffers: 1073217536,
+				PartMerged: 838860800, PartStreams: 276824064, PartTransfer: 134217728, PartGrams: 24561844224, PartGramCopies: 24561844224, PartGramBuffers: 1073217536,
 				PartFeatures: 218103808, PartLayerWork: 385875968, PartScores: 2097152, PartSolve: 13623099392},
 			map[PartName]int64{PartLayerWeights: 6979584000, PartEmbeddings: 2101346304, PartLoRA: 167772160, PartKVCache: 134217728,
 				PartLayerWork: 192937984, PartScores: 524288}},
 		// 8B, RegMean, the whole model on one shard.
 		{"8B regmean", llamaInput(llama8B, regmean(16)), 0, 32,
 			map[PartName]int64{PartLayerWeights: 27918336000, PartEmbeddings: 2101346304, PartHead: 2101362688, PartLoRA: 671088640,
-				PartLoRAFloat64: 1342177280, PartMerged: 1342177280, PartStreams: 138412032, PartGrams: 8187281408,
+				PartLoRAFloat64: 1342177280, PartMerged: 1342177280, PartStreams: 138412032, PartGrams: 8187281408, PartGramCopies: 8187281408,
 				PartGramBuffers: 536608768, PartLayerWork: 385875968, PartScores: 2097152, PartSolve: 4932501504},
 			map[PartName]int64{PartLayerWeights: 27918336000, PartEmbeddings: 2101346304, PartHead: 2101362688, PartLoRA: 671088640,
 				PartKVCache: 536870912, PartLogits: 8470528, PartLayerWork: 192937984, PartScores: 524288}},
@@ -173,7 +173,7 @@ func TestFootprintLlama(t *testing.T) {
 		// kv cache 10·2·1024·4·2048 = 167772160.
 		{"70B sweep", llamaInput(llama70B, sweep(Full, true, 16)), 10, 20,
 			map[PartName]int64{PartLayerWeights: 34226176000, PartLoRA: 414187520, PartLoRAFloat64: 828375040, PartMerged: 1242562560,
-				PartStreams: 545259520, PartTransfer: 268435456, PartGrams: 78920024064, PartGramBuffers: 268435456,
+				PartStreams: 545259520, PartTransfer: 268435456, PartGrams: 78920024064, PartGramCopies: 78920024064, PartGramBuffers: 268435456,
 				PartFeatures: 1744830464, PartLayerWork: 754974720, PartScores: 4194304, PartSolve: 54492397568},
 			map[PartName]int64{PartLayerWeights: 34226176000, PartLoRA: 414187520, PartKVCache: 167772160,
 				PartLayerWork: 377487360, PartScores: 1048576}},

@@ -20,6 +20,7 @@ const (
 	PartStreams      PartName = "streams"          // resident residual streams, task and merged
 	PartTransfer     PartName = "transfer"         // one stream's rows encoded for a neighbour
 	PartGrams        PartName = "grams"            // the Gram sums held at once
+	PartGramCopies   PartName = "gram_copies"      // the dense copies of the sums that the solve reads
 	PartGramBuffers  PartName = "gram_buffers"     // the accumulators' float64 conversion buffers
 	PartFeatures     PartName = "features"         // task features kept for the cross Grams
 	PartLayerWork    PartName = "layer_work"       // one batch's buffers through one layer
@@ -40,6 +41,7 @@ const (
 	pStreams
 	pTransfer
 	pGrams
+	pGramCopies
 	pGramBuffers
 	pFeatures
 	pLayerWork
@@ -52,7 +54,7 @@ const (
 
 var partNames = [numParts]PartName{
 	PartLayerWeights, PartEmbeddings, PartHead, PartLoRA, PartLoRAFloat64, PartMerged, PartStreams,
-	PartTransfer, PartGrams, PartGramBuffers, PartFeatures, PartLayerWork, PartScores, PartSolve,
+	PartTransfer, PartGrams, PartGramCopies, PartGramBuffers, PartFeatures, PartLayerWork, PartScores, PartSolve,
 	PartKVCache, PartLogits,
 }
 
@@ -217,7 +219,7 @@ func (e *Estimator) mergeParts(s span) parts {
 	if s.lo > 0 || s.hi <= e.lastSite {
 		p[pTransfer] = mul(e.rows, int64(md.Hidden), 4)
 	}
-	p[pGrams], p[pGramBuffers], p[pFeatures] = s.grams, s.gramBufs, s.features
+	p[pGrams], p[pGramCopies], p[pGramBuffers], p[pFeatures] = s.grams, s.grams, s.gramBufs, s.features
 	p[pLayerWork] = e.layerWork(e.batchRows)
 	p[pScores] = mul(int64(md.Heads), e.maxLen, e.maxLen, 4)
 	return p

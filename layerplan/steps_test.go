@@ -106,7 +106,7 @@ func TestLlamaSteps(t *testing.T) {
 	for i := range in.Tasks {
 		in.Tasks[i].Completions = nil
 	}
-	p := buildPlan(t, in, workersOf(4, 48*giB))
+	p := buildPlan(t, in, workersOf(4, 72*giB))
 	if len(p.Steps) != 20 || p.Stages != 8 {
 		t.Fatalf("%d steps in %d stages, want 20 in 8", len(p.Steps), p.Stages)
 	}
@@ -119,7 +119,7 @@ func TestLlamaSteps(t *testing.T) {
 	}
 	// The sweep: one step per shard in order, both streams to the next shard.
 	in.Merge = sweep(Full, true, 16)
-	p = buildPlan(t, in, workersOf(4, 48*giB))
+	p = buildPlan(t, in, workersOf(4, 72*giB))
 	if len(p.Steps) != 4 || p.Stages != 4 {
 		t.Fatalf("sweep: %d steps in %d stages, want 4 in 4", len(p.Steps), p.Stages)
 	}
