@@ -4,6 +4,7 @@
 // Usage:
 //
 //	iteris merge CONFIG.yaml OUT_DIR [--force] [--progress auto|bar|json|none]
+//	iteris plan CONFIG.yaml --workers N --memory SIZE [--json]
 //	iteris eval --base DIR [--adapter DIR] --data FILE.jsonl [--data FILE ...] [--json]
 //	iteris version
 package main
@@ -35,6 +36,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "merge":
 		err = cmdMerge(args[1:], stdout, stderr)
+	case "plan":
+		err = cmdPlan(args[1:], stdout, stderr)
 	case "eval":
 		err = cmdEval(args[1:], stdout, stderr)
 	case "version", "--version":
@@ -65,6 +68,9 @@ func usage(w io.Writer) {
 Commands:
   merge CONFIG.yaml OUT_DIR [--force] [--progress auto|bar|json|none]
         run a merge on the embedded (single-process) cluster and write a PEFT adapter to OUT_DIR
+  plan CONFIG.yaml --workers N --memory SIZE [--json]
+        dry run: cut the merge into layer shards for N workers of SIZE (512MiB, 8GiB, 1.5TiB, ...) and
+        print each worker's estimated peak memory, the steps and the bytes they move
   eval --base DIR [--adapter DIR] --data FILE.jsonl [--data FILE ...] [--json]
         exact-match accuracy of the base model (with an adapter) on prompt/answer JSONL files
   version
