@@ -222,8 +222,20 @@ func gramChunk(n int64) int64 {
 // fillLayer computes layer l's contributions (see the package documentation for the formulas).
 func (e *Estimator) fillLayer(l int) {
 	li := &e.layers[l]
-	g, md := e.in.Merge, e.in.Model
-	T := int64(len(e.in.Tasks))
+	e.siteTerms(l, li)
+	if e.in.Merge.Method == WeightOnly {
+		li.work = e.weightOnlyWork(l)
+		return
+	}
+	e.gramTerms(li)
+	if l <= e.lastSite {
+		li.work = e.dataAwareWork(l)
+	}
+}
+
+// siteTerms sums the factors of layer l's sites and takes its largest solve.
+func (e *Estimator) siteTerms(l int, li *layerInfo) {
+	g := e.in.Merge
 	c64, c32 := int64(1), int64(0)
 	switch {
 	case g.Method == WeightOnly:
@@ -248,10 +260,12 @@ func (e *Estimator) fillLayer(l int) {
 		li.factors = add(li.factors, mul(s.k, mn, 8))
 		li.solve = max(li.solve, e.siteSolve(s))
 	}
-	if g.Method == WeightOnly {
-		li.work = e.weightOnlyWork(l)
-		return
-	}
+}
+
+// gramTerms fills the Gram sums, their buffers and the kept task features of a layer's points:
+// jacobi holds every point of the layer at once, the sweep one level.
+func (e *Estimator) gramTerms(li *layerInfo) {
+	T := int64(len(e.in.Tasks))
 	mult, bufs := int64(1), int64(1)
 	if e.cross() {
 		mult, bufs = 3, 2
@@ -261,10 +275,10 @@ func (e *Estimator) fillLayer(l int) {
 		if !li.points[p] {
 			continue
 		}
-		n := int64(md.width(p))
+		n := int64(e.in.Model.width(p))
 		gp := mul(T, n, n, 8, mult)
 		bp := mul(T, 8, n, min(gramChunk(n), e.batchRows), bufs)
-		if g.Schedule == Jacobi {
+		if e.in.Merge.Schedule == Jacobi {
 			li.grams, li.gramBufs = add(li.grams, gp), add(li.gramBufs, bp)
 		} else {
 			li.grams, li.gramBufs = max(li.grams, gp), max(li.gramBufs, bp)
@@ -272,13 +286,10 @@ func (e *Estimator) fillLayer(l int) {
 		featWidth += n
 	}
 	switch {
-	case g.Schedule == Sweep:
+	case e.in.Merge.Schedule == Sweep:
 		li.features = mul(e.rows, featWidth, 4)
 	case e.multiSolve():
 		li.features = mul(e.batchRows, featWidth, 4)
-	}
-	if l <= e.lastSite {
-		li.work = e.dataAwareWork(l)
 	}
 }
 
@@ -314,15 +325,6 @@ func (e *Estimator) siteSolve(s siteInfo) int64 {
 		b = add(b, mul(2, n2), mul(7, mn))
 	}
 	return b
-}
-
-// Sites returns the number of sites in layers [lo, hi).
-func (e *Estimator) sitesIn(lo, hi int) int {
-	n := 0
-	for l := lo; l < hi; l++ {
-		n += e.layers[l].sites
-	}
-	return n
 }
 
 func (e *Estimator) checkRange(lo, hi int) error {

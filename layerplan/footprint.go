@@ -60,13 +60,16 @@ var partNames = [numParts]PartName{
 
 // Part is one named term of a footprint, in bytes.
 type Part struct {
+	// Name names the term; Bytes is its size.
 	Name  PartName `json:"name"`
 	Bytes int64    `json:"bytes"`
 }
 
 // Usage is the memory of one phase: its non-zero parts, in a fixed order, and their sum.
 type Usage struct {
-	Total int64  `json:"total"`
+	// Total is the sum of Parts.
+	Total int64 `json:"total"`
+	// Parts are the non-zero terms, in the package documentation's order.
 	Parts []Part `json:"parts"`
 }
 

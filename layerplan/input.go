@@ -163,10 +163,14 @@ type Merge struct {
 
 // Input is everything a plan is computed from.
 type Input struct {
-	Model Model  `json:"model"`
+	// Model is the base model's shape.
+	Model Model `json:"model"`
+	// Sites are the modules merged (the union of the adapters' modules).
 	Sites []Site `json:"sites"`
+	// Tasks are the adapters, in the order of Site.Ranks.
 	Tasks []Task `json:"tasks"`
-	Merge Merge  `json:"merge"`
+	// Merge is the method, schedule and output rank.
+	Merge Merge `json:"merge"`
 }
 
 // Point is a place inside a decoder layer where the inputs of linear modules are read; modules
@@ -377,6 +381,9 @@ func (in *Input) validateTasks() error {
 		}
 		if in.Merge.Method == DataAware && len(t.Lengths) == 0 {
 			return bad(field+".lengths", "task %q has no calibration sequences", t.Name)
+		}
+		if in.Merge.Method == WeightOnly && len(t.Lengths) > 0 {
+			return bad(field+".lengths", "task %q: calibration sequences are for data-aware merges only", t.Name)
 		}
 		if t.Completions != nil && len(t.Completions) != len(t.Lengths) {
 			return bad(field+".completions", "%d values for %d sequences", len(t.Completions), len(t.Lengths))

@@ -52,6 +52,7 @@ func TestValidate(t *testing.T) {
 		{"batch", func(in *Input) { in.Merge.BatchSize = 0 }, "merge.batch_size: 0"},
 		{"rank", func(in *Input) { in.Merge.Rank = -3 }, "merge.rank: -3"},
 		{"weight-only schedule", func(in *Input) { in.Merge.Method = WeightOnly }, "data-aware merges only"},
+		{"weight-only lengths", func(in *Input) { in.Merge = Merge{Method: WeightOnly} }, "tasks[0].lengths: task \"task0\": calibration sequences are for data-aware merges only"},
 		{"dense data-aware", func(in *Input) { in.Merge.Dense = true }, "merge.dense: is for weight-only merges only"},
 		{"no tasks", func(in *Input) { in.Tasks = nil }, "tasks: 0 tasks"},
 		{"no sequences", func(in *Input) { in.Tasks[2].Lengths = nil; in.Tasks[2].Completions = nil }, `tasks[2].lengths: task "task2" has no calibration sequences`},

@@ -53,15 +53,18 @@ const Coordinator = -1
 
 // Transfer is bytes a step sends.
 type Transfer struct {
+	// Artifact is what is sent; Stream which residual stream, for rows.
 	Artifact ArtifactKind `json:"artifact"`
 	Stream   Stream       `json:"stream,omitempty"`
 	// To is the receiving shard's index, or Coordinator.
-	To    int   `json:"to"`
+	To int `json:"to"`
+	// Bytes is the payload's size before any compression.
 	Bytes int64 `json:"bytes"`
 }
 
 // Step is one task of the plan.
 type Step struct {
+	// Kind is the step's kind.
 	Kind StepKind `json:"kind"`
 	// Solve is the jacobi solve k (from 1), 1 for the sweep, 0 otherwise.
 	Solve int `json:"solve,omitempty"`
@@ -115,23 +118,17 @@ func (e *Estimator) ringRows() (rows, tokens int64) {
 // Steps returns the steps of the schedule over shards (as Cut returns them), ordered by stage
 // and then shard, so that every step comes after the steps it depends on.
 func (e *Estimator) Steps(shards []Shard) ([]Step, error) {
-	S := len(shards)
-	g := e.in.Merge
-	M := e.mergeShards(shards)
-	total := 0
+	S, M, g := len(shards), e.mergeShards(shards), e.in.Merge
+	total := M * g.Solves
 	switch {
 	case g.Method == WeightOnly:
 		total = S
 	case e.calibrate:
-		total = S + M*g.Solves
-	default:
-		total = M * g.Solves
+		total += S
 	}
 	if S == 0 || total > MaxSteps {
 		return nil, fmt.Errorf("%w: %d shards and %d solves make %d steps (at most %d)", ErrInput, S, g.Solves, total, MaxSteps)
 	}
-	hidden := int64(e.in.Model.Hidden)
-	rowsBytes := mul(e.rows, hidden, 4)
 	factors := func(s int) []Transfer {
 		b := e.span(shards[s].Lo, shards[s].Hi).factors
 		if b == 0 {
@@ -148,26 +145,39 @@ func (e *Estimator) Steps(shards []Shard) ([]Step, error) {
 		}
 		return finishSteps(steps), nil
 	}
-	var calib []int
-	off := 0
 	if e.calibrate {
-		ring, tokens := e.ringRows()
-		for s := 0; s < S; s++ {
-			st := Step{Kind: StepCalibrate, Shard: s}
-			if s < S-1 {
-				st.Sends = append(st.Sends, Transfer{Artifact: ArtifactRing, To: s + 1, Bytes: mul(ring, hidden, 4)})
-			} else {
-				if S > 1 {
-					st.Sends = append(st.Sends, Transfer{Artifact: ArtifactRing, To: 0, Bytes: mul(tokens, 4)})
-				}
-				st.Sends = append(st.Sends, Transfer{Artifact: ArtifactSequences, To: Coordinator, Bytes: mul(e.rows, 4)})
+		steps = e.calibrateSteps(S)
+	}
+	return finishSteps(e.mergeSteps(steps, M, factors)), nil
+}
+
+// calibrateSteps returns stage 0: one calibrate step per shard.
+func (e *Estimator) calibrateSteps(S int) []Step {
+	ring, tokens := e.ringRows()
+	var steps []Step
+	for s := 0; s < S; s++ {
+		st := Step{Kind: StepCalibrate, Shard: s}
+		if s < S-1 {
+			st.Sends = append(st.Sends, Transfer{Artifact: ArtifactRing, To: s + 1, Bytes: mul(ring, int64(e.in.Model.Hidden), 4)})
+		} else {
+			if S > 1 {
+				st.Sends = append(st.Sends, Transfer{Artifact: ArtifactRing, To: 0, Bytes: mul(tokens, 4)})
 			}
-			calib = append(calib, len(steps))
-			steps = append(steps, st)
+			st.Sends = append(st.Sends, Transfer{Artifact: ArtifactSequences, To: Coordinator, Bytes: mul(e.rows, 4)})
 		}
+		steps = append(steps, st)
+	}
+	return steps
+}
+
+// mergeSteps appends the jacobi or sweep steps on the first M shards to the calibration steps
+// calib (each (1, 0) step depends on all of them).
+func (e *Estimator) mergeSteps(calib []Step, M int, factors func(int) []Transfer) []Step {
+	g := e.in.Merge
+	off := 0
+	if len(calib) > 0 {
 		off = 1
 	}
-	// index[{k, s}] is the step of solve k (from 1) on shard s, filled in stage order.
 	type key struct{ k, s int }
 	var order []key
 	for k := 1; k <= g.Solves; k++ {
@@ -181,7 +191,9 @@ func (e *Estimator) Steps(shards []Shard) ([]Step, error) {
 		}
 		return a.s - b.s
 	})
-	index := map[key]int{}
+	rows := mul(e.rows, int64(e.in.Model.Hidden), 4)
+	steps := calib
+	index := map[key]int{} // the step of solve k on shard s, filled in stage order
 	for _, ks := range order {
 		k, s := ks.k, ks.s
 		st := Step{Kind: StepJacobi, Solve: k, Shard: s, Stage: off + k - 1 + s}
@@ -192,27 +204,26 @@ func (e *Estimator) Steps(shards []Shard) ([]Step, error) {
 		case s > 0:
 			st.After = append(st.After, index[key{k, s - 1}])
 		case k == 1:
-			st.After = append(st.After, calib...)
+			for i := range calib {
+				st.After = append(st.After, i)
+			}
 		}
 		if k > 1 {
 			st.After = append(st.After, index[key{k - 1, s}])
 		}
 		if s < M-1 {
-			switch {
-			case g.Schedule == Sweep:
-				st.Sends = append(st.Sends, Transfer{Artifact: ArtifactRows, Stream: StreamTask, To: s + 1, Bytes: rowsBytes},
-					Transfer{Artifact: ArtifactRows, Stream: StreamMerged, To: s + 1, Bytes: rowsBytes})
-			case k == 1:
-				st.Sends = append(st.Sends, Transfer{Artifact: ArtifactRows, Stream: StreamTask, To: s + 1, Bytes: rowsBytes})
-			default:
-				st.Sends = append(st.Sends, Transfer{Artifact: ArtifactRows, Stream: StreamMerged, To: s + 1, Bytes: rowsBytes})
+			if g.Schedule == Sweep || k == 1 {
+				st.Sends = append(st.Sends, Transfer{Artifact: ArtifactRows, Stream: StreamTask, To: s + 1, Bytes: rows})
+			}
+			if g.Schedule == Sweep || k > 1 {
+				st.Sends = append(st.Sends, Transfer{Artifact: ArtifactRows, Stream: StreamMerged, To: s + 1, Bytes: rows})
 			}
 		}
 		st.Sends = append(st.Sends, factors(s)...)
 		index[ks] = len(steps)
 		steps = append(steps, st)
 	}
-	return finishSteps(steps), nil
+	return steps
 }
 
 // finishSteps sums each step's transfers.
