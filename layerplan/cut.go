@@ -182,6 +182,9 @@ func (e *Estimator) coverageError(t *table, workers []Worker) error {
 		return covered, used
 	}
 	placed, _ := greedy(func(w int) int64 { return workers[w].Memory }, len(workers))
+	if placed >= t.n { // cannot happen: the greedy and the count pass agree on coverage
+		return fmt.Errorf("layerplan: internal error: the workers cover the model but the cut found no plan")
+	}
 	_, minWorkers := greedy(func(int) int64 { return largest }, t.n)
 	fp := e.footprint(e.span(placed, placed+1))
 	return &FitError{Layer: placed, Needs: fp.Peak, Usage: fp.PeakUsage(), Largest: largest, Workers: len(workers),

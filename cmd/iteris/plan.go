@@ -266,6 +266,9 @@ func describeMerge(s *spec.Spec, g layerplan.Merge) string {
 	sched := string(g.Schedule)
 	if g.Schedule == layerplan.Jacobi {
 		sched = fmt.Sprintf("jacobi, %d solves", g.Solves)
+		if g.Solves == 1 {
+			sched = "jacobi, 1 solve"
+		}
 	}
 	return fmt.Sprintf("%s (%s, objective %s)", s.Method, sched, g.Objective)
 }

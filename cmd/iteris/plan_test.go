@@ -181,3 +181,34 @@ func TestPlanCommandErrors(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// The config's method maps onto the plan's merge settings (and so onto its terms).
+func TestPlanMethods(t *testing.T) {
+	tests := []struct {
+		method, params string
+		want           layerplan.Merge
+	}{
+		{"regmean", "parameters: {samples: 2, completion_tokens: 4}\n",
+			layerplan.Merge{Method: layerplan.DataAware, Schedule: layerplan.Jacobi, Solves: 1, Objective: layerplan.Delta, BatchSize: 16}},
+		{"iteris", "parameters: {samples: 2, completion_tokens: 4, adaptive_weights: false, objective: delta}\noutput: {rank: full}\n",
+			layerplan.Merge{Method: layerplan.DataAware, Schedule: layerplan.Sweep, Solves: 1, Objective: layerplan.Delta, Rank: layerplan.RankFull, BatchSize: 16}},
+		{"cat", "output: {rank: 4}\n", layerplan.Merge{Method: layerplan.WeightOnly, Rank: 4}},
+		{"cat", "", layerplan.Merge{Method: layerplan.WeightOnly, Rank: layerplan.RankAuto}},
+		{"svd", "", layerplan.Merge{Method: layerplan.WeightOnly, Rank: layerplan.RankMax}},
+		{"svd", "parameters: {svd_rank: 6}\n", layerplan.Merge{Method: layerplan.WeightOnly, Rank: 6}},
+		{"ties_svd", "", layerplan.Merge{Method: layerplan.WeightOnly, Dense: true, Rank: layerplan.RankAuto}},
+		{"magnitude_prune_svd", "output: {rank: full}\n", layerplan.Merge{Method: layerplan.WeightOnly, Dense: true, Rank: layerplan.RankFull}},
+		{"linear", "", layerplan.Merge{Method: layerplan.WeightOnly, Rank: layerplan.RankMax}},
+		{"dare_ties", "", layerplan.Merge{Method: layerplan.WeightOnly, Rank: layerplan.RankMax}},
+	}
+	for _, tc := range tests {
+		out := runCLI(t, "plan", planConfig(t, tc.method, tc.params, nil, ""), "--memory", "1GiB", "--json")
+		p, err := layerplan.Decode([]byte(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Input.Merge != tc.want {
+			t.Errorf("%s %q: merge %+v, want %+v", tc.method, tc.params, p.Input.Merge, tc.want)
+		}
+	}
+}
