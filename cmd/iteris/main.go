@@ -4,6 +4,7 @@
 // Usage:
 //
 //	iteris merge CONFIG.yaml OUT_DIR [--force] [--progress auto|bar|json|none] [--blas auto|openblas|gonum]
+//	iteris plan CONFIG.yaml --workers N --memory SIZE [--json]
 //	iteris eval --base DIR [--adapter DIR] --data FILE.jsonl [--data FILE ...] [--json]
 //	iteris version
 //
@@ -70,6 +71,8 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	switch args[0] {
 	case "merge":
 		err = cmdMerge(ctx, args[1:], stdout, stderr)
+	case "plan":
+		err = cmdPlan(args[1:], stdout, stderr)
 	case "eval":
 		err = cmdEval(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
@@ -121,6 +124,7 @@ var commands = []command{
 		func() *flag.FlagSet { fs, _ := mergeFlags(); return fs }},
 	{"eval", "eval --base DIR [--adapter DIR] --data FILE.jsonl [--data FILE ...] [flags]", "exact-match accuracy of the base model (with an adapter) on prompt/answer JSONL files",
 		func() *flag.FlagSet { fs, _ := evalFlags(); return fs }},
+	{"plan", "plan CONFIG.yaml --workers N --memory SIZE [--json]", "dry run: cut the merge into layer shards for N workers of SIZE (512MiB, 8GiB, 1.5TiB, ...) and print each worker's estimated peak memory, the steps and the bytes they move", nil},
 	{"version", "version", "print the version, VCS revision and Go version", nil},
 }
 
