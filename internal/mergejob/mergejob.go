@@ -17,6 +17,7 @@ import (
 	"github.com/iteris-dev/iteris/internal/merge"
 	"github.com/iteris-dev/iteris/internal/shard"
 	"github.com/iteris-dev/iteris/internal/spec"
+	"github.com/iteris-dev/iteris/layerplan"
 	"github.com/iteris-dev/iteris/protocol"
 )
 
@@ -38,6 +39,8 @@ type Meta struct {
 	Levels int `json:"levels"`
 	// Modules counts each task's adapter modules.
 	Modules []int `json:"modules"`
+	// Plan is the input the shards are cut from when the job starts.
+	Plan layerplan.Input `json:"plan"`
 }
 
 // Open parses a submitted config and resolves its relative paths against dir.
@@ -82,6 +85,9 @@ func (h *Handler) Prepare(ctx context.Context, sub protocol.Submit, job string, 
 		meta.Modules = append(meta.Modules, len(t.Adapter.Modules))
 	}
 	meta.Levels = levels(in)
+	if meta.Plan, err = PlanInput(s); err != nil {
+		return coordinator.JobSpec{}, err
+	}
 	js := coordinator.JobSpec{Config: sub.Config, Path: sub.Path, Dir: sub.Dir, Command: sub.Command, Method: s.Method,
 		Workers: max(1, s.Cluster.Workers), Layers: in.Config.Layers}
 	if sub.Workers > 0 {

@@ -1,0 +1,174 @@
+// Package client is the job API's caller side: submit a merge config to a cluster, wait for it
+// with progress, fetch the output files and write OUT_DIR. `iteris submit` and `iteris status`
+// use it, and so does the embedded `iteris merge`, which runs a cluster in its own process.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/iteris-dev/iteris/coordinator"
+	"github.com/iteris-dev/iteris/protocol"
+)
+
+// Errors of the client.
+var (
+	// ErrRefused is returned when the cluster refuses a request (the message says why; an
+	// invalid config gives the same message as `iteris merge`).
+	ErrRefused = errors.New("refused by the cluster")
+	// ErrJobFailed is returned by Wait for a job that failed or was canceled.
+	ErrJobFailed = errors.New("merge job failed")
+)
+
+// Store is the part of the artifact store the client reads.
+type Store interface {
+	Get(ctx context.Context, job string, ref protocol.Ref) (protocol.Kind, []byte, error)
+}
+
+// Client talks to a cluster's job API over NATS.
+type Client struct {
+	nc    *nats.Conn
+	store Store
+	// Retry is the pause between attempts while no coordinator answers (default 200 ms).
+	Retry time.Duration
+	// Poll is the status polling period while waiting (default 250 ms).
+	Poll time.Duration
+}
+
+// New returns a client.
+func New(nc *nats.Conn, store Store) *Client {
+	return &Client{nc: nc, store: store, Retry: 200 * time.Millisecond, Poll: 250 * time.Millisecond}
+}
+
+// request sends a request to the leader, retrying while no coordinator answers (an election) or
+// the answering one does not lead, until ctx ends.
+func (c *Client) request(ctx context.Context, subject string, v any, decode func([]byte) (*protocol.Error, error)) error {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		m, err := c.nc.RequestWithContext(rctx, subject, protocol.Encode(v))
+		cancel()
+		if err == nil {
+			perr, derr := decode(m.Data)
+			if derr != nil {
+				return derr
+			}
+			if perr == nil {
+				return nil
+			}
+			if perr.Code != protocol.CodeNotLeader {
+				return fmt.Errorf("%w: %s", ErrRefused, perr.Message)
+			}
+		} else if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("%s: %w", subject, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: no coordinator answered: %w", subject, ctx.Err())
+		case <-time.After(c.Retry):
+		}
+	}
+}
+
+// Submit submits a merge and returns the job id.
+func (c *Client) Submit(ctx context.Context, sub protocol.Submit) (string, error) {
+	sub.Head = protocol.NewHead()
+	var job string
+	err := c.request(ctx, protocol.SubjectSubmit, sub, func(b []byte) (*protocol.Error, error) {
+		r, err := protocol.DecodeSubmitReply(b)
+		if err != nil {
+			if rep, rerr := protocol.DecodeReply(b); rerr == nil && rep.Error != nil {
+				return rep.Error, nil
+			}
+			return nil, err
+		}
+		job = r.Job
+		return r.Error, nil
+	})
+	return job, err
+}
+
+// Status returns the cluster's status (one job, or all when job is "").
+func (c *Client) Status(ctx context.Context, job string) (protocol.StatusReply, error) {
+	var out protocol.StatusReply
+	err := c.request(ctx, protocol.SubjectStatus, protocol.JobRequest{Head: protocol.NewHead(), Job: job}, func(b []byte) (*protocol.Error, error) {
+		r, err := protocol.DecodeStatusReply(b)
+		out = r
+		return r.Error, err
+	})
+	return out, err
+}
+
+// Cancel cancels a job.
+func (c *Client) Cancel(ctx context.Context, job string) error {
+	return c.request(ctx, protocol.SubjectCancel, protocol.JobRequest{Head: protocol.NewHead(), Job: job}, func(b []byte) (*protocol.Error, error) {
+		r, err := protocol.DecodeReply(b)
+		return r.Error, err
+	})
+}
+
+// Wait waits until a job ends, calling progress (if set) whenever its status changes, and
+// returns its final status; a failed or canceled job is an ErrJobFailed error.
+func (c *Client) Wait(ctx context.Context, job string, progress func(protocol.JobStatus)) (protocol.JobStatus, error) {
+	events := make(chan *nats.Msg, 64)
+	sub, err := c.nc.ChanSubscribe(protocol.EventSubject(job), events)
+	if err == nil {
+		defer sub.Unsubscribe()
+	}
+	var last protocol.JobStatus
+	for {
+		st, err := c.Status(ctx, job)
+		if err != nil {
+			return last, err
+		}
+		if len(st.Jobs) == 1 {
+			js := st.Jobs[0]
+			if progress != nil && (js.TasksDone != last.TasksDone || js.State != last.State || js.Tasks != last.Tasks) {
+				progress(js)
+			}
+			last = js
+			switch coordinator.JobState(js.State) {
+			case coordinator.JobDone:
+				return js, nil
+			case coordinator.JobFailed, coordinator.JobCanceled:
+				return js, fmt.Errorf("%w: job %s %s: %s", ErrJobFailed, job, js.State, js.Error)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-events:
+		case <-time.After(c.Poll):
+		}
+	}
+}
+
+// Fetch returns a done job's output files.
+func (c *Client) Fetch(ctx context.Context, job string) ([]protocol.File, error) {
+	var ref protocol.Ref
+	err := c.request(ctx, protocol.SubjectFetch, protocol.JobRequest{Head: protocol.NewHead(), Job: job}, func(b []byte) (*protocol.Error, error) {
+		r, err := protocol.DecodeFetchReply(b)
+		if err != nil {
+			if rep, rerr := protocol.DecodeReply(b); rerr == nil && rep.Error != nil {
+				return rep.Error, nil
+			}
+			return nil, err
+		}
+		ref = r.Files
+		return r.Error, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	kind, content, err := c.store.Get(ctx, coordinator.ResultsJob(job), ref)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: output files %s: %w", job, ref, err)
+	}
+	if kind != protocol.KindFiles {
+		return nil, fmt.Errorf("job %s: output %s is a %s artifact", job, ref, kind)
+	}
+	return protocol.DecodeFiles(content)
+}

@@ -1,0 +1,166 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/iteris-dev/iteris/protocol"
+)
+
+// NATS implements Control, Tasks, Results and Ring over one NATS connection.
+type NATS struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+	// Timeout bounds each request (default 5 s).
+	Timeout time.Duration
+
+	mu        sync.Mutex
+	consumers map[string]jetstream.Consumer
+}
+
+// NewNATS returns the NATS side of a worker.
+func NewNATS(nc *nats.Conn) (*NATS, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	return &NATS{nc: nc, js: js, Timeout: 5 * time.Second, consumers: map[string]jetstream.Consumer{}}, nil
+}
+
+func (n *NATS) request(ctx context.Context, subject string, v any) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.Timeout)
+	defer cancel()
+	m, err := n.nc.RequestWithContext(ctx, subject, protocol.Encode(v))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", subject, err)
+	}
+	return m.Data, nil
+}
+
+// Register implements Control.
+func (n *NATS) Register(ctx context.Context, r protocol.Register) error {
+	b, err := n.request(ctx, protocol.SubjectRegister, r)
+	if err != nil {
+		return err
+	}
+	rep, err := protocol.DecodeReply(b)
+	if err != nil {
+		return err
+	}
+	if rep.Error != nil {
+		return rep.Error
+	}
+	return nil
+}
+
+// Heartbeat implements Control.
+func (n *NATS) Heartbeat(ctx context.Context, hb protocol.Heartbeat) (protocol.HeartbeatReply, error) {
+	b, err := n.request(ctx, protocol.SubjectHeartbeat, hb)
+	if err != nil {
+		return protocol.HeartbeatReply{}, err
+	}
+	return protocol.DecodeHeartbeatReply(b)
+}
+
+// Next implements Tasks: one message from the shard's durable consumer.
+func (n *NATS) Next(ctx context.Context, job string, shard int, wait time.Duration) (Delivery, error) {
+	name := protocol.TaskConsumer(job, shard)
+	n.mu.Lock()
+	cons, ok := n.consumers[name]
+	n.mu.Unlock()
+	if !ok {
+		var err error
+		if cons, err = n.js.Consumer(ctx, protocol.StreamTasks, name); err != nil {
+			return nil, fmt.Errorf("task consumer %s: %w", name, err)
+		}
+		n.mu.Lock()
+		n.consumers[name] = cons
+		n.mu.Unlock()
+	}
+	m, err := cons.Next(jetstream.FetchMaxWait(wait), jetstream.FetchContext(ctx))
+	if err != nil {
+		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, ErrNoTask
+		}
+		return nil, err
+	}
+	t, err := protocol.DecodeTask(m.Data())
+	if err != nil || t.Job != job || t.Shard != shard {
+		// A message that is not a task of this shard can never be run: take it off the queue.
+		_ = m.Term()
+		return nil, fmt.Errorf("refused task message on %s: %v", m.Subject(), err)
+	}
+	return &delivery{m: m, t: t, ackWait: cons.CachedInfo().Config.AckWait}, nil
+}
+
+type delivery struct {
+	m       jetstream.Msg
+	t       protocol.Task
+	ackWait time.Duration
+}
+
+func (d *delivery) Task() protocol.Task { return d.t }
+func (d *delivery) AckWait() time.Duration {
+	if d.ackWait <= 0 {
+		return 30 * time.Second
+	}
+	return d.ackWait
+}
+func (d *delivery) InProgress() error { return d.m.InProgress() }
+func (d *delivery) Ack() error        { return d.m.Ack() }
+func (d *delivery) Nak() error        { return d.m.Nak() }
+
+// Publish implements Results.
+func (n *NATS) Publish(ctx context.Context, r protocol.Result) error {
+	_, err := n.js.Publish(ctx, protocol.ResultSubject(r.Job), protocol.Encode(r),
+		jetstream.WithMsgID(protocol.ResultMsgID(r.Job, r.Step, r.Shard, r.Attempt, r.Worker)))
+	return err
+}
+
+// Listen implements Ring.
+func (n *NATS) Listen(job string, attempt, shard int) (<-chan []byte, func(), error) {
+	raw := make(chan *nats.Msg, 4096)
+	sub, err := n.nc.ChanSubscribe(protocol.GenSubject(job, attempt, shard), raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := n.nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, nil, err
+	}
+	out := make(chan []byte, 4096)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case m := <-raw:
+				select {
+				case out <- m.Data:
+				case <-done:
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = sub.Unsubscribe()
+			close(done)
+		})
+	}
+	return out, stop, nil
+}
+
+// Send implements Ring.
+func (n *NATS) Send(_ context.Context, job string, attempt, shard int, msg []byte) error {
+	return n.nc.Publish(protocol.GenSubject(job, attempt, shard), msg)
+}
