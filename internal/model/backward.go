@@ -200,36 +200,11 @@ func (m *Model) attentionBackward(st *State, q, k, v, dAO []float32) (dQ, dK, dV
 				if cap(p) < n*n {
 					p, dp = make([]float32, n*n), make([]float32, n*n)
 				}
-				p, dp = p[:n*n], dp[:n*n]
-				K := k[o*kw+j.kv*d:]
-				V := v[o*kw+j.kv*d:]
-				DK := dK[o*kw+j.kv*d:]
-				DV := dV[o*kw+j.kv*d:]
+				kvo := o*kw + j.kv*d
 				for h := j.kv * group; h < (j.kv+1)*group; h++ {
-					Q := q[o*qw+h*d:]
-					DAO := dAO[o*qw+h*d:]
-					DQ := dQ[o*qw+h*d:]
-					smallBLAS.Sgemm(blas.NoTrans, blas.Trans, n, n, d, scale, Q, qw, K, kw, 0, p, n)
-					for i := 0; i < n; i++ {
-						causalSoftmax(p[i*n:(i+1)*n], i+1)
-					}
-					// dV += P^T dAO; dP = dAO V^T; dS = P * (dP - rowsum(P * dP)).
-					smallBLAS.Sgemm(blas.Trans, blas.NoTrans, n, d, n, 1, p, n, DAO, qw, 1, DV, kw)
-					smallBLAS.Sgemm(blas.NoTrans, blas.Trans, n, n, d, 1, DAO, qw, V, kw, 0, dp, n)
-					for i := 0; i < n; i++ {
-						pr, dr := p[i*n:i*n+i+1], dp[i*n:i*n+i+1]
-						var dot float64
-						for j, pv := range pr {
-							dot += float64(pv) * float64(dr[j])
-						}
-						for j, pv := range pr {
-							dr[j] = float32(float64(pv) * (float64(dr[j]) - dot))
-						}
-						clear(dp[i*n+i+1 : (i+1)*n])
-					}
-					// S = scale Q K^T: dQ = scale dS K, dK += scale dS^T Q.
-					smallBLAS.Sgemm(blas.NoTrans, blas.NoTrans, n, d, n, scale, dp, n, K, kw, 0, DQ, qw)
-					smallBLAS.Sgemm(blas.Trans, blas.NoTrans, n, d, n, scale, dp, n, Q, qw, 1, DK, kw)
+					qo := o*qw + h*d
+					hb := headGrad{n: n, d: d, qw: qw, kw: kw, scale: scale, p: p[:n*n], dp: dp[:n*n]}
+					hb.run(q[qo:], k[kvo:], v[kvo:], dAO[qo:], dQ[qo:], dK[kvo:], dV[kvo:])
 				}
 			}
 		}()
@@ -242,4 +217,38 @@ func (m *Model) attentionBackward(st *State, q, k, v, dAO []float32) (dQ, dK, dV
 	close(jobs)
 	wg.Wait()
 	return dQ, dK, dV
+}
+
+// headGrad is the backward pass of one attention head over one whole sequence of n positions:
+// q and dQ have row stride qw, k, v, dK and dV row stride kw, p and dp are n x n scratch.
+type headGrad struct {
+	n, d, qw, kw int
+	scale        float32
+	p, dp        []float32
+}
+
+// run recomputes P = causal_softmax(scale Q K^T) exactly as the forward does, sets dQ and adds to
+// dK and dV: dV += P^T dAO, dP = dAO V^T, dS = P * (dP - rowsum(P * dP)), dQ = scale dS K,
+// dK += scale dS^T Q.
+func (g headGrad) run(q, k, v, dAO, dQ, dK, dV []float32) {
+	n, d, p, dp := g.n, g.d, g.p, g.dp
+	smallBLAS.Sgemm(blas.NoTrans, blas.Trans, n, n, d, g.scale, q, g.qw, k, g.kw, 0, p, n)
+	for i := 0; i < n; i++ {
+		causalSoftmax(p[i*n:(i+1)*n], i+1)
+	}
+	smallBLAS.Sgemm(blas.Trans, blas.NoTrans, n, d, n, 1, p, n, dAO, g.qw, 1, dV, g.kw)
+	smallBLAS.Sgemm(blas.NoTrans, blas.Trans, n, n, d, 1, dAO, g.qw, v, g.kw, 0, dp, n)
+	for i := 0; i < n; i++ {
+		pr, dr := p[i*n:i*n+i+1], dp[i*n:i*n+i+1]
+		var dot float64
+		for j, pv := range pr {
+			dot += float64(pv) * float64(dr[j])
+		}
+		for j, pv := range pr {
+			dr[j] = float32(float64(pv) * (float64(dr[j]) - dot))
+		}
+		clear(dp[i*n+i+1 : (i+1)*n])
+	}
+	smallBLAS.Sgemm(blas.NoTrans, blas.NoTrans, n, d, n, g.scale, dp, n, k, g.kw, 0, dQ, g.qw)
+	smallBLAS.Sgemm(blas.Trans, blas.NoTrans, n, d, n, g.scale, dp, n, q, g.qw, 1, dK, g.kw)
 }

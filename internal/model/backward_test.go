@@ -312,20 +312,6 @@ func TestLayerBackwardFiniteDifferences(t *testing.T) {
 		}
 		return s
 	}
-	const h = 1e-5
-	fd := func(p []float64) []float64 {
-		g := make([]float64, len(p))
-		for i := range p {
-			v := p[i]
-			p[i] = v + h
-			lp := loss()
-			p[i] = v - h
-			lm := loss()
-			p[i] = v
-			g[i] = (lp - lm) / (2 * h)
-		}
-		return g
-	}
 	names := []string{"q", "k", "v", "o", "gate", "up", "down"}
 	for i, rl := range ref.lin {
 		if len(grads[i]) != len(rl.loras) {
@@ -337,7 +323,7 @@ func TestLayerBackwardFiniteDifferences(t *testing.T) {
 				got  []float32
 				p    []float64
 			}{{"A", grads[i][j].A, rl.loras[j].a}, {"B", grads[i][j].B, rl.loras[j].b}} {
-				e := relDiff(to64(f.got), fd(f.p))
+				e := relDiff(to64(f.got), centralDiff(loss, f.p, 1e-5))
 				t.Logf("%s LoRA %d d%s: rel err %.2e vs finite differences", names[i], j, f.what, e)
 				if !(e <= 5e-6) {
 					t.Errorf("%s LoRA %d: gradient of %s differs from finite differences by %.3g", names[i], j, f.what, e)
@@ -345,6 +331,22 @@ func TestLayerBackwardFiniteDifferences(t *testing.T) {
 			}
 		}
 	}
+}
+
+// centralDiff returns (loss(p + h e_i) - loss(p - h e_i)) / 2h for every entry i of p, which loss
+// reads.
+func centralDiff(loss func() float64, p []float64, h float64) []float64 {
+	g := make([]float64, len(p))
+	for i := range p {
+		v := p[i]
+		p[i] = v + h
+		lp := loss()
+		p[i] = v - h
+		lm := loss()
+		p[i] = v
+		g[i] = (lp - lm) / (2 * h)
+	}
+	return g
 }
 
 // relDiff is ||got - want|| / ||want||.
