@@ -1,6 +1,7 @@
 package merge_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/iteris-dev/iteris/internal/adapter"
+	"github.com/iteris-dev/iteris/internal/distill"
 	"github.com/iteris-dev/iteris/internal/gram"
 	"github.com/iteris-dev/iteris/internal/linalg"
 	"github.com/iteris-dev/iteris/internal/merge"
@@ -47,7 +49,7 @@ var levelPoint = []model.Point{model.PointAttn, model.PointO, model.PointMLP, mo
 type streams struct {
 	rows int
 	x    map[string][]float32 // key "l.point" -> rows x width
-	h    [][]float32          // h[l]: entering layer l
+	h    [][]float32          // h[l]: entering layer l (capture: and h[upto+1], its output)
 	mid  [][]float32          // mid[l]: h^{l,mid}
 }
 
@@ -70,6 +72,7 @@ func capture(t *testing.T, m *model.Model, seqs [][]int, upto int) *streams {
 		s.mid = append(s.mid, mid)
 		st.H = out
 	}
+	s.h = append(s.h, st.H) // the output of layer upto
 	return s
 }
 
@@ -464,4 +467,109 @@ func TestRCTruncationIsolated(t *testing.T) {
 	if ep < 0.05 {
 		t.Errorf("plain SVD truncation is within %.3g of rc_sweep[o0]: the test cannot tell the truncations apart", ep)
 	}
+}
+
+// TestRCLDFullMethod runs the full method of reference-rc (README "Layer-wise distillation"): per
+// layer the closed-form levels with data-aware truncation, the balanced split of the 7 updates,
+// 30 Adam steps (lr 1e-3) of distillation from the merged residual entering the layer to the task
+// models' output of the layer, then the next layer on the refined updates. It compares every
+// site with ld30.safetensors and each layer's first and last loss with results.json. The README
+// accepts 2e-2 per site and 1e-3 on the losses for float32 (its float32 torch run: 3.3e-3 and
+// 1.1e-4); here the closed form is float64 on float32 features, the split starts within 1e-5 of
+// the reference (measured: sites 1.2e-5, losses 3.1e-7), so the test holds it to 1e-4 per site
+// and 1e-5 on the losses.
+func TestRCLDFullMethod(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the full method on 4 layers (124 distillation passes over 4 tasks) takes about 20 s")
+	}
+	if _, err := linalg.Init(linalg.ModeAuto); err != nil {
+		t.Fatal(err)
+	}
+	s := loadRC(t)
+	ref := readUpdates(t, "ld30.safetensors")
+	want := readLDLosses(t)
+	done := map[string]*mat.Dense{}
+	states := map[string]*model.State{}
+	for _, task := range rcTasks {
+		st, err := s.base.Start(s.seqs[task])
+		if err != nil {
+			t.Fatal(err)
+		}
+		states[task] = st
+	}
+	var siteErr []float64
+	for l := 0; l < s.base.Config.Layers; l++ {
+		start := map[string]distill.Factors{}
+		for j, sites := range levelSites {
+			mm := s.mergedModel(t, done)
+			merged := map[string]*streams{}
+			for _, task := range rcTasks {
+				merged[task] = observeLayer(mm, states[task], l)
+			}
+			for _, site := range sites {
+				name := siteName(l, site)
+				r := s.solveSite(t, name, l, j, merged, rcRank)
+				var d mat.Dense
+				d.Mul(r.res.B, r.res.A)
+				done[name] = &d
+				start[name] = distill.Split(r.res.B, r.res.A, rcRank)
+			}
+		}
+		var tasks []distill.Task
+		for _, task := range rcTasks {
+			tasks = append(tasks, distill.Task{Input: states[task], Target: s.task[task].h[l+1]})
+		}
+		res, err := distill.Refine(context.Background(), s.base, l, tasks, start, distill.Options{Steps: 30, LR: 1e-3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, last := res.Loss[0], res.Loss[30]
+		ef, el := math.Abs(first-want[l][0])/want[l][0], math.Abs(last-want[l][1])/want[l][1]
+		t.Logf("layer %d: LD loss %.6f -> %.6f (reference %.6f -> %.6f; rel %.2e, %.2e)", l, first, last, want[l][0], want[l][1], ef, el)
+		if ef > 1e-5 || el > 1e-5 {
+			t.Errorf("layer %d: LD losses %.6g -> %.6g, want %.6g -> %.6g within 1e-5", l, first, last, want[l][0], want[l][1])
+		}
+		for name, f := range res.Factors {
+			var d mat.Dense
+			d.Mul(f.B, f.A)
+			done[name] = &d
+			e := relFrobD(&d, ref[name])
+			siteErr = append(siteErr, e)
+			if e > 1e-4 {
+				t.Errorf("%s: relative error %.3g against ld30 (accept 1e-4)", name, e)
+			}
+		}
+		mm := s.mergedModel(t, done)
+		for _, task := range rcTasks {
+			mm.RunLayer(l, states[task], nil)
+		}
+	}
+	t.Logf("ld30: per-site rel error max %.3g, median %.3g over %d sites", maxOf(siteErr), median(siteErr), len(siteErr))
+}
+
+// readLDLosses returns results.json's ld_loss_float64 rc_ld30_r32_n64: per layer (first, last).
+func readLDLosses(t *testing.T) [][2]float64 {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(rcFixture, "reference-rc/results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		LD map[string][]struct {
+			Layer       int
+			First, Last float64
+		} `json:"ld_loss_float64"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	rows := r.LD["rc_ld30_r32_n64"]
+	out := make([][2]float64, len(rows))
+	for _, e := range rows {
+		out[e.Layer] = [2]float64{e.First, e.Last}
+	}
+	if len(out) != 4 {
+		t.Fatalf("results.json: %d layers of LD losses, want 4", len(out))
+	}
+	return out
 }
