@@ -68,20 +68,28 @@ func TruncateFactors(b, a *mat.Dense, k int) (b2, a2 *mat.Dense) {
 // It panics when w is empty or k < 1; an SVD that does not converge (only
 // for NaN or Inf input) panics with ErrNoConvergence.
 func TruncateDense(w *mat.Dense, k int, seed uint64) (b, a *mat.Dense) {
-	m, n := w.Dims()
 	if k < 1 {
 		panic(fmt.Sprintf("linalg: TruncateDense: rank k=%d, want >= 1", k))
 	}
+	u, s, vt := topSVD(w, k, seed)
+	b = u
+	scaleCols(b, s)
+	a = vt
+	fixSigns(b, a)
+	return b, a
+}
+
+// topSVD returns the leading k' = min(k, m, n) singular triplets of w
+// (m×n): U_k (m×k'), s_k (decreasing) and V_kᵀ (k'×n), exactly or by the
+// randomized SVD as TruncateDense describes. k must be >= 1.
+func topSVD(w *mat.Dense, k int, seed uint64) (u *mat.Dense, s []float64, vt *mat.Dense) {
+	m, n := w.Dims()
 	q := min(m, n)
 	kk := min(k, q)
 	l := kk + RandomizedOversampling
 	if q <= ExactSVDMaxDim || l >= q {
-		u, s, vt := thinSVD(w)
-		b = mat.DenseCopyOf(u.Slice(0, m, 0, kk))
-		scaleCols(b, s[:kk])
-		a = mat.DenseCopyOf(vt.Slice(0, kk, 0, n))
-		fixSigns(b, a)
-		return b, a
+		uf, sf, vtf := thinSVD(w)
+		return mat.DenseCopyOf(uf.Slice(0, m, 0, kk)), sf[:kk], mat.DenseCopyOf(vtf.Slice(0, kk, 0, n))
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x5eed1715))
 	omega := mat.NewDense(n, l, nil)
@@ -102,13 +110,10 @@ func TruncateDense(w *mat.Dense, k int, seed uint64) (b, a *mat.Dense) {
 	}
 	var small mat.Dense // Qᵀ W: l×n
 	small.Mul(qy.T(), w)
-	us, s, vt := thinSVD(&small)
-	b = mat.NewDense(m, kk, nil)
-	b.Mul(qy, us.Slice(0, l, 0, kk))
-	scaleCols(b, s[:kk])
-	a = mat.DenseCopyOf(vt.Slice(0, kk, 0, n))
-	fixSigns(b, a)
-	return b, a
+	us, sl, vtl := thinSVD(&small)
+	u = mat.NewDense(m, kk, nil)
+	u.Mul(qy, us.Slice(0, l, 0, kk))
+	return u, sl[:kk], mat.DenseCopyOf(vtl.Slice(0, kk, 0, n))
 }
 
 // thinQR returns Q (m×p, orthonormal columns) and R (p×c, upper

@@ -158,15 +158,20 @@ func TestTruncateBackendsAgree(t *testing.T) {
 		s[i] = math.Pow(0.7, float64(i))
 	}
 	wr, _ := lowRankWithSpectrum(rng, ExactSVDMaxDim+10, ExactSVDMaxDim+5, s, 1)
+	metric := gram(rng, 80, 50, 0.5)
 	run := func() []*mat.Dense {
 		b1, a1 := TruncateFactors(bf, af, 10)
 		b2, a2 := TruncateDense(wd, 12, 3)
 		b3, a3 := TruncateDense(wr, 16, 3)
-		return []*mat.Dense{b1, a1, b2, a2, b3, a3}
+		b4, a4, _, err := TruncateWeighted(wd, metric, 12, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []*mat.Dense{b1, a1, b2, a2, b3, a3, b4, a4}
 	}
 	g, o := bothBackends(t, run)
 	names := []string{"TruncateFactors B2", "TruncateFactors A2", "TruncateDense exact B", "TruncateDense exact A",
-		"TruncateDense randomized B", "TruncateDense randomized A"}
+		"TruncateDense randomized B", "TruncateDense randomized A", "TruncateWeighted B", "TruncateWeighted A"}
 	for i := range g {
 		if e := relErr(t, o[i], g[i]); e > 1e-12 {
 			t.Errorf("%s: openblas vs gonum relative difference %.3g", names[i], e)

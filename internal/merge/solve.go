@@ -219,31 +219,11 @@ func SolveIterIS(w0 *mat.Dense, f []Factor, g []gram.Grams, opt SolveOptions) (S
 		return SiteResult{}, fmt.Errorf("%w: %d adaptive coefficients for %d adapters", ErrOption, len(opt.Coefs), len(f))
 	}
 	pre := prepare(w0, f, g, needW0)
-	coefs := make([]float64, len(f))
-	weights := make([]float64, len(f))
-	for i := range f {
-		coefs[i] = 1
-		switch {
-		case given:
-			coefs[i] = opt.Coefs[i]
-			if !(coefs[i] > 0) || math.IsInf(coefs[i], 0) {
-				return SiteResult{}, fmt.Errorf("%w: adaptive coefficient %d = %v (want finite and > 0)", ErrOption, i, coefs[i])
-			}
-		case opt.Adaptive:
-			c, err := pre.adaptive(i)
-			if err != nil {
-				return SiteResult{}, err
-			}
-			coefs[i] = c
-		}
-		weights[i] = coefs[i] * f[i].Weight
+	coefs, weights, err := pre.weights(opt.Adaptive, opt.Coefs)
+	if err != nil {
+		return SiteResult{}, err
 	}
-	rho1 := make([]float64, len(f))
-	rho2 := make([]float64, len(f))
-	for i, gi := range g {
-		rho1[i] = opt.Alpha1 * mat.Norm(gi.P, 2)
-		rho2[i] = opt.Alpha2 * mat.Norm(gi.Q, 2)
-	}
+	rho1, rho2 := ridges(g, opt.Alpha1, opt.Alpha2)
 	res := SiteResult{Coefs: coefs, Weights: weights}
 	res.B, res.A, res.Method, err = solve(s, pre, obj, weights, rho1, rho2, opt.Rank, opt.Seed)
 	if err != nil {
@@ -383,6 +363,42 @@ func prepare(w0 *mat.Dense, f []Factor, g []gram.Grams, needW0 bool) *prepared {
 	return p
 }
 
+// weights returns the coefficients c_i (given, adaptive, or 1) and the
+// weights w_i = c_i m_i.
+func (p *prepared) weights(adaptive bool, given []float64) (coefs, weights []float64, err error) {
+	coefs = make([]float64, len(p.f))
+	weights = make([]float64, len(p.f))
+	for i := range p.f {
+		coefs[i] = 1
+		switch {
+		case adaptive && given != nil:
+			coefs[i] = given[i]
+			if !(coefs[i] > 0) || math.IsInf(coefs[i], 0) {
+				return nil, nil, fmt.Errorf("%w: adaptive coefficient %d = %v (want finite and > 0)", ErrOption, i, coefs[i])
+			}
+		case adaptive:
+			c, err := p.adaptive(i)
+			if err != nil {
+				return nil, nil, err
+			}
+			coefs[i] = c
+		}
+		weights[i] = coefs[i] * p.f[i].Weight
+	}
+	return coefs, weights, nil
+}
+
+// ridges returns rho1_i = a1 ||P_i||_F and rho2_i = a2 ||Q_i||_F.
+func ridges(g []gram.Grams, a1, a2 float64) (rho1, rho2 []float64) {
+	rho1 = make([]float64, len(g))
+	rho2 = make([]float64, len(g))
+	for i, gi := range g {
+		rho1[i] = a1 * mat.Norm(gi.P, 2)
+		rho2[i] = a2 * mat.Norm(gi.Q, 2)
+	}
+	return rho1, rho2
+}
+
 // adaptive returns c_i = ||W0+dW_i||^2 / tr((W0+dW_i) G_i (W0+dW_i)^T),
 // expanded so that no m x n or n x n product per task is formed.
 func (p *prepared) adaptive(i int) (float64, error) {
@@ -402,38 +418,8 @@ func (p *prepared) adaptive(i int) (float64, error) {
 // solve builds H and the right-hand sides and returns the output factors.
 func solve(s site, p *prepared, obj Objective, w, rho1, rho2 []float64, rank int, seed uint64) (b, a *mat.Dense, method string, err error) {
 	n := s.n
-	// H = sum_i w_i (Q_i + rho2_i I), upper triangle accumulated directly.
-	h := mat.NewSymDense(n, nil)
-	hraw := h.RawSymmetric()
-	ridge := 0.0
-	for i, gi := range p.g {
-		q := gi.Q.RawMatrix()
-		for r := 0; r < n; r++ {
-			row := hraw.Data[r*hraw.Stride : r*hraw.Stride+n]
-			src := q.Data[r*q.Stride : r*q.Stride+n]
-			for c := r; c < n; c++ {
-				row[c] += w[i] * src[c]
-			}
-		}
-		ridge += w[i] * rho2[i]
-	}
-	for r := 0; r < n; r++ {
-		hraw.Data[r*hraw.Stride+r] += ridge
-	}
-
-	// Y = [Y_1; ...; Y_N], Y_i = w_i s_i (A_i P_i + rho1_i A_i)  (R x n).
-	y := mat.NewDense(s.R, n, nil)
-	off := 0
-	for i, fi := range p.f {
-		ri := s.ranks[i]
-		yi := y.Slice(off, off+ri, 0, n).(*mat.Dense)
-		yi.Scale(rho1[i], fi.A)
-		yi.Add(yi, p.ap[i])
-		yi.Scale(w[i]*fi.Scale, yi)
-		off += ri
-	}
-	bcat := hcatB(p.f, s)
-
+	h := buildH(s, p, w, rho2)
+	y := buildY(s, p, w, rho1)
 	switch obj {
 	case Delta:
 		// A* = Y H^-1  <=>  H A*^T = Y^T.
@@ -448,53 +434,18 @@ func solve(s site, p *prepared, obj Objective, w, rho1, rho2 []float64, rank int
 		}
 		switch {
 		case k < s.R:
-			b, a = linalg.TruncateFactors(bcat, astar, k)
+			b, a = linalg.TruncateFactors(hcatB(p.f, s), astar, k)
 		default:
-			b, a = bcat, astar
+			b, a = hcatB(p.f, s), astar
 		}
 		b, a = padRank(b, a, k)
 		return b, a, method, nil
 	default:
-		// dW* = (W0 D + B_cat Y) H^-1 with D = sum_i w_i (P_i - Q_i) +
-		// sum_i w_i (rho1_i - rho2_i) I, which equals W* - W0 without the
-		// cancellation of forming W* first.
-		m := s.m
-		d := mat.NewDense(n, n, nil)
-		diag := 0.0
-		for i, gi := range p.g {
-			pr, qr := gi.P.RawMatrix(), gi.Q.RawMatrix()
-			dr := d.RawMatrix()
-			for r := 0; r < n; r++ {
-				drow := dr.Data[r*dr.Stride : r*dr.Stride+n]
-				prow := pr.Data[r*pr.Stride : r*pr.Stride+n]
-				qrow := qr.Data[r*qr.Stride : r*qr.Stride+n]
-				for c := range drow {
-					drow[c] += w[i] * (prow[c] - qrow[c])
-				}
-			}
-			diag += w[i] * (rho1[i] - rho2[i])
-		}
-		for r := 0; r < n; r++ {
-			d.Set(r, r, d.At(r, r)+diag)
-		}
-		rhs := mat.NewDense(m, n, nil)
-		rhs.Mul(p.w0, d)
-		var by mat.Dense
-		by.Mul(bcat, y)
-		rhs.Add(rhs, &by)
-		z, method, err := linalg.SolveSym(h, transpose(rhs))
+		dw, method, err := fullUpdate(s, p, h, y, w, rho1, rho2, nil)
 		if err != nil {
-			return nil, nil, "", fmt.Errorf("merge: solving H (n=%d) for %d right-hand sides: %w", n, m, err)
+			return nil, nil, "", err
 		}
-		dw := transpose(z)
-		full := min(m, n)
-		k := rank
-		switch {
-		case k == 0:
-			k = s.R
-		case k < 0:
-			k = full
-		}
+		k := fullRank(s, rank)
 		// TruncateDense is an exact SVD when k reaches min(m, n).
 		b, a = linalg.TruncateDense(dw, k, seed)
 		b, a = padRank(b, a, k)
@@ -687,7 +638,7 @@ func sqNorm(x *mat.Dense) float64 {
 	return v * v
 }
 
-// axpy does dst += alpha x for n x n dense matrices.
+// axpy does dst += alpha x for dense matrices of the same shape.
 func axpy(dst *mat.Dense, alpha float64, x *mat.Dense) {
 	r, c := dst.Dims()
 	dr, xr := dst.RawMatrix(), x.RawMatrix()

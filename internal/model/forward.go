@@ -203,17 +203,41 @@ func (m *Model) newState(lens, start []int, cache *Cache, slots []int) (*State, 
 
 // RunLayer advances st through decoder layer l, calling obs (if not nil) at each point.
 func (m *Model) RunLayer(l int, st *State, obs Observer) {
-	st.H = m.layer(l, st, obs, NumPoints)
+	st.H = m.layer(l, st, obs, NumPoints, nil)
 }
 
 // ObserveLayer runs layer l on st up to and including point until, calling obs at each point
 // reached, and leaves st unchanged.
 func (m *Model) ObserveLayer(l int, st *State, obs Observer, until Point) {
-	m.layer(l, st, obs, until)
+	m.layer(l, st, obs, until, nil)
+}
+
+// ObserveResiduals runs the whole of layer l on st, calling obs (if not nil) at each point, and
+// returns the residual stream after the attention block, mid = h + o_proj(attention) (h^{l,mid}),
+// and the layer's output out (h^{l+1}), both rows x hidden. st is unchanged; setting st.H = out
+// advances it exactly as RunLayer does.
+func (m *Model) ObserveResiduals(l int, st *State, obs Observer) (mid, out []float32) {
+	var tp tape
+	out = m.layer(l, st, obs, NumPoints, &tp)
+	return tp.mid, out
+}
+
+// tape records the intermediate values of one layer's forward pass (what its backward pass and
+// ObserveResiduals need). Every slice is rows x width, packed like State.H.
+type tape struct {
+	xn1      []float32 // input_layernorm(h): the input of q, k, v
+	q, k, v  []float32 // projections; q and k after the rotary embedding
+	ao       []float32 // attention output: the input of o_proj
+	mid      []float32 // h + o_proj(ao)
+	xn2      []float32 // post_attention_layernorm(mid): the input of gate, up
+	gate, up []float32 // MLP projections (gate before the SiLU)
+	act      []float32 // silu(gate) * up: the input of down_proj
 }
 
 // layer computes decoder layer l and returns the new residual stream (nil when stopped early).
-func (m *Model) layer(l int, st *State, obs Observer, until Point) []float32 {
+// A non-nil tp receives the intermediate values (and costs one copy of the mid residual and of the
+// gate projection).
+func (m *Model) layer(l int, st *State, obs Observer, until Point, tp *tape) []float32 {
 	c := m.Config
 	L := m.Layers[l]
 	if L == nil {
@@ -243,6 +267,11 @@ func (m *Model) layer(l int, st *State, obs Observer, until Point) []float32 {
 	// Residual connections are accumulated by the products themselves (beta = 1).
 	h := append([]float32(nil), st.H...)
 	linearInto(L.O, ao, T, h, 1)
+	if tp != nil {
+		tp.xn1, tp.q, tp.k, tp.v, tp.ao = xn, q, k, v, ao
+		tp.mid = append([]float32(nil), h...)
+		xn = make([]float32, T*c.Hidden)
+	}
 	rmsNorm(xn, h, L.PostNorm, c.Hidden, c.RMSNormEps)
 	if obs != nil {
 		obs(l, PointMLP, xn, T)
@@ -252,6 +281,9 @@ func (m *Model) layer(l int, st *State, obs Observer, until Point) []float32 {
 	}
 	g := linear(L.Gate, xn, T)
 	u := linear(L.Up, xn, T)
+	if tp != nil {
+		tp.xn2, tp.gate, tp.up = xn, append([]float32(nil), g...), u
+	}
 	for i, gv := range g {
 		g[i] = float32(float64(gv)/(1+math.Exp(-float64(gv)))) * u[i]
 	}
@@ -260,6 +292,9 @@ func (m *Model) layer(l int, st *State, obs Observer, until Point) []float32 {
 	}
 	if until == PointDown {
 		return nil
+	}
+	if tp != nil {
+		tp.act = g
 	}
 	linearInto(L.Down, g, T, h, 1)
 	return h
@@ -496,27 +531,7 @@ func (m *Model) attention(l int, st *State, q, k, v []float32) []float32 {
 				// gonum's own kernel avoids a threaded BLAS's per-call overhead here.
 				smallBLAS.Sgemm(blas.NoTrans, blas.Trans, n, L, d, scale, Q.Data, Q.Stride, K.Data, K.Stride, 0, S.Data, S.Stride)
 				for i := 0; i < n; i++ {
-					row := S.Data[i*L : (i+1)*L]
-					lim := start + i + 1 // causal: positions < lim are visible
-					mx := float32(math.Inf(-1))
-					for _, x := range row[:lim] {
-						if x > mx {
-							mx = x
-						}
-					}
-					var sum float64
-					for j := 0; j < lim; j++ {
-						e := math.Exp(float64(row[j] - mx))
-						row[j] = float32(e)
-						sum += e
-					}
-					inv := float32(1 / sum)
-					for j := 0; j < lim; j++ {
-						row[j] *= inv
-					}
-					for j := lim; j < L; j++ {
-						row[j] = 0
-					}
+					causalSoftmax(S.Data[i*L:(i+1)*L], start+i+1)
 				}
 				Out := blas32.General{Rows: n, Cols: d, Stride: qw, Data: out[o*qw+h*d:]}
 				smallBLAS.Sgemm(blas.NoTrans, blas.NoTrans, n, d, L, 1, S.Data, S.Stride, V.Data, V.Stride, 0, Out.Data, Out.Stride)
@@ -531,4 +546,28 @@ func (m *Model) attention(l int, st *State, q, k, v []float32) []float32 {
 	close(jobs)
 	wg.Wait()
 	return out
+}
+
+// causalSoftmax replaces the scores row with softmax(row[:lim]) (positions < lim are visible) and
+// zeros at the masked positions; the sum is taken in float64.
+func causalSoftmax(row []float32, lim int) {
+	mx := float32(math.Inf(-1))
+	for _, x := range row[:lim] {
+		if x > mx {
+			mx = x
+		}
+	}
+	var sum float64
+	for j := 0; j < lim; j++ {
+		e := math.Exp(float64(row[j] - mx))
+		row[j] = float32(e)
+		sum += e
+	}
+	inv := float32(1 / sum)
+	for j := 0; j < lim; j++ {
+		row[j] *= inv
+	}
+	for j := lim; j < len(row); j++ {
+		row[j] = 0
+	}
 }
