@@ -224,4 +224,3 @@ func (h *Handler) tasks(ctx context.Context, j *coordinator.Job, shown *spec.Spe
 	}
 	return nil
 }
-

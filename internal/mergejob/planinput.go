@@ -143,4 +143,3 @@ func planTasks(s *spec.Spec) ([]layerplan.Task, error) {
 	}
 	return tasks, nil
 }
-

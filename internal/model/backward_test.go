@@ -74,7 +74,7 @@ func randomBlockModel(t *testing.T, seed uint64) *Model {
 		add(p+s.name+".weight", 1/math.Sqrt(float64(s.in)), 0, s.out, s.in)
 		add(p+s.name+".bias", 0.1, 0, s.out)
 	}
-	m, err := build(cfg, "random block", src)
+	m, err := build(cfg, "random block", src, FullRange(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +410,7 @@ func TestForwardLayerRefusesPartialSequences(t *testing.T) {
 	}{
 		{"layer", st, 1},
 		{"start position", func() *State { c := st.Clone(); c.Start = []int{2}; return c }(), 0},
-		{"cache", func() *State { c := st.Clone(); c.cache = newKVCache(1, 1); return c }(), 0},
+		{"cache", func() *State { c := st.Clone(); c.cache, c.slots = NewCache(1, 1), []int{0}; return c }(), 0},
 		{"rows", func() *State { c := st.Clone(); c.H = c.H[:5]; return c }(), 0},
 	}
 	for _, tc := range cases {
