@@ -43,7 +43,13 @@ func (l *leader) subscribe(ctx context.Context) error {
 		}
 		l.subs = append(l.subs, sub)
 	}
-	return l.n.cfg.Conn.FlushWithContext(ctx)
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := l.n.cfg.Conn.FlushWithContext(fctx); err != nil {
+		l.unsubscribe()
+		return fmt.Errorf("flushing subscriptions: %w", err)
+	}
+	return nil
 }
 
 func reply(m *nats.Msg, v any) {

@@ -83,7 +83,9 @@ func (n *NATS) Next(ctx context.Context, job string, shard int, wait time.Durati
 		n.consumers[name] = cons
 		n.mu.Unlock()
 	}
-	m, err := cons.Next(jetstream.FetchMaxWait(wait), jetstream.FetchContext(ctx))
+	fctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	m, err := cons.Next(jetstream.FetchContext(fctx))
 	if err != nil {
 		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, ErrNoTask
