@@ -370,3 +370,87 @@ func TestVersion(t *testing.T) {
 		t.Errorf("iteris version printed %q", out)
 	}
 }
+
+// longLines writes a JSONL file: the first calibration items of task upc, with line 3 replaced.
+func longLines(t *testing.T, tr tree, line3 string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(tr.data, "upc", "calib.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")[:6]
+	lines[2] = line3 + "\n"
+	p := filepath.Join(tr.root, "long.jsonl")
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestMergeRefusesTooLongSequences: calibration sequences longer than the base model's
+// max_position_embeddings (64 for the fixture) are refused before the base weights load, naming
+// the file, the line, the length and the limit.
+func TestMergeRefusesTooLongSequences(t *testing.T) {
+	tr := newTree(t)
+	ids := make([]string, 100)
+	for i := range ids {
+		ids[i] = "65"
+	}
+	tests := []struct {
+		name, line string
+		want       []string
+	}{
+		{"16 KB prompt", `{"task": "upc", "prompt": "##` + strings.Repeat("a", 16<<10) + `="}`, []string{"the prompt is 16388 tokens (16387 bytes)", "64 positions", "max_position_embeddings"}},
+		{"1 MB prompt", `{"task": "upc", "prompt": "##` + strings.Repeat("b", 1<<20) + `="}`, []string{"the prompt is 1048580 tokens", "64 positions"}},
+		{"100 input_ids", `{"input_ids": [` + strings.Join(ids, ",") + `]}`, []string{"input_ids hold 100 tokens", "64 positions"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			long := longLines(t, tr, tc.line)
+			cfg := tr.config(t, "iteris", "parameters: {samples: 4}\n")
+			b, _ := os.ReadFile(cfg)
+			os.WriteFile(cfg, []byte(strings.Replace(string(b), filepath.Join(tr.data, "upc", "calib.jsonl"), long, 1)), 0o644)
+			out := filepath.Join(tr.root, "merged")
+			before := snapshot(t, tr.root)
+			var stdout, stderr bytes.Buffer
+			if code := run([]string{"merge", cfg, out, "--progress", "json"}, &stdout, &stderr); code != exitFailed {
+				t.Fatalf("exit %d, want 1: %s", code, stderr.String())
+			}
+			ev := lastError(t, events(t, stderr.String()))
+			for _, w := range append(tc.want, long+":3") {
+				if !strings.Contains(ev["message"].(string), w) {
+					t.Errorf("error %.300q does not name %q", ev["message"], w)
+				}
+			}
+			sameSnapshot(t, "inputs", before, snapshot(t, tr.root))
+		})
+	}
+}
+
+// TestEvalReportsTooLongItems: an evaluation item longer than max_position_embeddings is not
+// scored but reported (file, line, positions, limit); the others are scored.
+func TestEvalReportsTooLongItems(t *testing.T) {
+	tr := newTree(t)
+	long := longLines(t, tr, `{"task": "upc", "prompt": "##`+strings.Repeat("a", 1<<20)+`=", "answer": "A"}`)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"eval", "--json", "--progress", "none", "--base", tr.model, "--adapter", tr.upc, "--data", long}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var res struct {
+		Tasks   map[string]struct{ N int }
+		Skipped []struct {
+			Source           string
+			Positions, Limit int
+		}
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Tasks["upc"].N != 5 || len(res.Skipped) != 1 || res.Skipped[0].Source != long+":3" || res.Skipped[0].Positions != 1048581 || res.Skipped[0].Limit != 64 {
+		t.Errorf("result %+v: want 5 upc items scored and %s:3 (1048581 positions, limit 64) skipped", res, long)
+	}
+	if !strings.Contains(stderr.String(), long+":3: not scored") || !strings.Contains(stderr.String(), "max_position_embeddings of 64") {
+		t.Errorf("stderr does not report the skipped item: %q", stderr.String())
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 )
 
@@ -111,19 +112,39 @@ type Case struct {
 	Prompt []int
 	// Want is the expected continuation, ending in EOS.
 	Want []int
+	// Source is the item's "file:line".
+	Source string
 }
 
-// Cases tokenizes items for evaluation. Items without an answer are refused.
-func Cases(items []Item, enc Encoder, eos int) ([]Case, error) {
-	out := make([]Case, 0, len(items))
+// Positions returns how many positions the model runs to score the case: the prompt and every
+// expected token but the last (which is produced, not fed back).
+func (c Case) Positions() int { return len(c.Prompt) + len(c.Want) - 1 }
+
+// Skipped is an item left out of scoring because the model cannot take it.
+type Skipped struct {
+	// Source is the item's "file:line".
+	Source string `json:"source"`
+	// Task is the item's task.
+	Task string `json:"task"`
+	// Positions is how many positions scoring the item needs.
+	Positions int `json:"positions"`
+	// Limit is the model's max_position_embeddings.
+	Limit int `json:"limit"`
+}
+
+// Cases tokenizes items for evaluation. Items without an answer are refused. An item that needs
+// more than maxLen positions (the model's max_position_embeddings; 0 = no limit) is not a case:
+// it is returned in skipped, so that it is reported, not scored.
+func Cases(items []Item, enc Encoder, eos, maxLen int) (cases []Case, skipped []Skipped, err error) {
+	cases = make([]Case, 0, len(items))
 	for _, it := range items {
-		c := Case{Task: it.Task, Prompt: it.InputIDs, Want: it.AnswerIDs}
+		c := Case{Task: it.Task, Prompt: it.InputIDs, Want: it.AnswerIDs, Source: it.Source}
 		if c.Prompt == nil {
 			c.Prompt = enc.Encode(it.Prompt, true)
 		}
 		if c.Want == nil {
 			if it.Answer == "" {
-				return nil, fmt.Errorf("%s: %w: field \"answer\" is missing: evaluation needs it", it.Source, ErrData)
+				return nil, nil, fmt.Errorf("%s: %w: field \"answer\" is missing: evaluation needs it", it.Source, ErrData)
 			}
 			c.Want = enc.Encode(it.Answer, false)
 		}
@@ -133,9 +154,13 @@ func Cases(items []Item, enc Encoder, eos int) ([]Case, error) {
 		if c.Task == "" {
 			c.Task = "default"
 		}
-		out = append(out, c)
+		if maxLen > 0 && c.Positions() > maxLen {
+			skipped = append(skipped, Skipped{Source: c.Source, Task: c.Task, Positions: c.Positions(), Limit: maxLen})
+			continue
+		}
+		cases = append(cases, c)
 	}
-	return out, nil
+	return cases, skipped, nil
 }
 
 // TaskResult is the accuracy on one task.
@@ -154,6 +179,9 @@ type Result struct {
 	Tasks map[string]TaskResult `json:"tasks"`
 	// Mean is the unweighted mean of the tasks' accuracies.
 	Mean float64 `json:"mean"`
+	// Skipped lists the items left out because they are longer than the model takes (see
+	// Cases); the caller sets it.
+	Skipped []Skipped `json:"skipped,omitempty"`
 }
 
 // TaskNames returns the task names, sorted.
@@ -188,7 +216,7 @@ func Run(g Generator, cases []Case, batch int, progress func(done int)) (Result,
 		for i, c := range cases[lo:hi] {
 			tr := res.Tasks[c.Task]
 			tr.N++
-			if equal(got[i], c.Want) {
+			if slices.Equal(got[i], c.Want) {
 				tr.Correct++
 			}
 			res.Tasks[c.Task] = tr
@@ -206,16 +234,4 @@ func Run(g Generator, cases []Case, batch int, progress func(done int)) (Result,
 		res.Mean /= float64(len(res.Tasks))
 	}
 	return res, nil
-}
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -125,32 +125,8 @@ func Prepare(s *spec.Spec, warn func(string, ...any)) (*Inputs, error) {
 	}
 	in.checkRanks(s, warn)
 	if s.DataAware() {
-		needTok := false
-		for i, a := range s.Adapters {
-			items, err := eval.LoadJSONL(a.Calibration)
-			if err != nil {
-				return nil, fmt.Errorf("adapter %s calibration: %w", a.Name, err)
-			}
-			if s.Parameters.Samples > len(items) {
-				return nil, fmt.Errorf("%w: adapter %s: parameters.samples is %d but %s has only %d items", ErrInput, a.Name, s.Parameters.Samples, a.Calibration, len(items))
-			}
-			items = items[:s.Parameters.Samples]
-			for _, it := range items {
-				if len(it.InputIDs) == 0 {
-					needTok = true
-				}
-				for _, id := range it.InputIDs {
-					if id >= cfg.Vocab {
-						return nil, fmt.Errorf("%s: %w: token id %d is outside the base model's vocabulary of %d", it.Source, ErrInput, id, cfg.Vocab)
-					}
-				}
-			}
-			in.Tasks[i].Items = items
-		}
-		if needTok {
-			if in.Tokenizer, err = tokenizer.LoadDir(s.BaseModel); err != nil {
-				return nil, fmt.Errorf("base_model: calibration prompts need the tokenizer: %w", err)
-			}
+		if err := in.loadCalibration(s); err != nil {
+			return nil, err
 		}
 	}
 	if err := Hash(s, in.Hashes); err != nil {
@@ -170,4 +146,64 @@ func leafNames(a *adapter.Adapter) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// loadCalibration reads the first parameters.samples items of every calibration file and checks
+// their token ids and lengths against the base model, loading the tokenizer when an item is a
+// prompt.
+func (in *Inputs) loadCalibration(s *spec.Spec) error {
+	needTok := false
+	for i, a := range s.Adapters {
+		items, err := eval.LoadJSONL(a.Calibration)
+		if err != nil {
+			return fmt.Errorf("adapter %s calibration: %w", a.Name, err)
+		}
+		if s.Parameters.Samples > len(items) {
+			return fmt.Errorf("%w: adapter %s: parameters.samples is %d but %s has only %d items", ErrInput, a.Name, s.Parameters.Samples, a.Calibration, len(items))
+		}
+		items = items[:s.Parameters.Samples]
+		for _, it := range items {
+			if len(it.InputIDs) == 0 {
+				needTok = true
+			}
+			for _, id := range it.InputIDs {
+				if id >= in.Config.Vocab {
+					return fmt.Errorf("%s: %w: token id %d is outside the base model's vocabulary of %d", it.Source, ErrInput, id, in.Config.Vocab)
+				}
+			}
+		}
+		in.Tasks[i].Items = items
+	}
+	if needTok {
+		var err error
+		if in.Tokenizer, err = tokenizer.LoadDir(s.BaseModel); err != nil {
+			return fmt.Errorf("base_model: calibration prompts need the tokenizer: %w", err)
+		}
+	}
+	return in.checkLengths(s.BaseModel)
+}
+
+// checkLengths refuses calibration sequences the base model cannot take: input_ids longer than
+// its max_position_embeddings, or a prompt that leaves no position for a completion token.
+func (in *Inputs) checkLengths(base string) error {
+	limit := in.Config.MaxLength()
+	from := fmt.Sprintf("max_position_embeddings in %s", filepath.Join(base, "config.json"))
+	if in.Config.MaxPositions == 0 {
+		from = fmt.Sprintf("%s/config.json has no max_position_embeddings; transformers' default for %s", base, in.Config.ModelType)
+	}
+	for _, t := range in.Tasks {
+		for _, it := range t.Items {
+			if len(it.InputIDs) > 0 {
+				if len(it.InputIDs) > limit {
+					return fmt.Errorf("%s: %w: input_ids hold %d tokens, more than the base model takes: %d positions (%s)", it.Source, ErrInput, len(it.InputIDs), limit, from)
+				}
+				continue
+			}
+			if n := len(in.Tokenizer.Encode(it.Prompt, true)); n >= limit {
+				return fmt.Errorf("%s: %w: the prompt is %d tokens (%d bytes), and the base model takes %d positions (%s): no room for a completion",
+					it.Source, ErrInput, n, len(it.Prompt), limit, from)
+			}
+		}
+	}
+	return nil
 }

@@ -178,10 +178,14 @@ func (r *runner) calibrate(base *model.Model, in *inputs.Inputs, tasks []*Task) 
 		if err != nil {
 			return err
 		}
-		t.Seqs, err = Calibrate(tm, in.Tokenizer, in.Tasks[i].Items, CalibOptions{Samples: p.Samples, CompletionTokens: p.CompletionTokens,
-			MaxNewTokens: p.MaxNewTokens, BatchSize: p.BatchSize})
+		var capped int
+		t.Seqs, capped, err = Calibrate(tm, in.Tokenizer, in.Tasks[i].Items, CalibOptions{Samples: p.Samples, CompletionTokens: p.CompletionTokens,
+			MaxNewTokens: p.MaxNewTokens, BatchSize: p.BatchSize, MaxLength: base.Config.MaxLength()})
 		if err != nil {
 			return fmt.Errorf("calibration of %s: %w", t.Name, err)
+		}
+		if capped > 0 {
+			r.warn("%d calibration sequences of %s reached the base model's max_position_embeddings (%d) before EOS: their completions stop there", capped, t.Name, base.Config.MaxLength())
 		}
 		ph.Set(i + 1)
 	}
