@@ -31,6 +31,12 @@ type Options struct {
 	Command string
 	// Version is the iteris version, recorded in the report.
 	Version string
+	// EstimateMemory, when set, estimates the merge's peak memory before anything heavy loads;
+	// a merge above MemoryLimit is refused (see inputs.Config). Wire layerplan's
+	// single-process estimate here.
+	EstimateMemory inputs.Estimator
+	// MemoryLimit caps the estimate, in bytes; 0 means the machine's memory.
+	MemoryLimit int64
 }
 
 // Report is merge_report.json (defined in internal/output).
@@ -79,7 +85,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	if err != nil {
 		r.warn("%v", err)
 	}
-	in, err := inputs.Prepare(s, r.warn)
+	in, err := inputs.Prepare(ctx, inputs.Config{Spec: s, Warn: r.warn, Estimate: opt.EstimateMemory, MemoryLimit: opt.MemoryLimit})
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +109,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	r.report.Output.RankClamped = in.RankClamped
 	timings["total"] = time.Since(t0).Seconds()
 	if err := output.Write(ctx, output.Options{Dir: opt.Out, Force: opt.Force, Spec: s, Base: in.Shapes,
-		BaseModelName: s.BaseModel, Command: opt.Command, Warn: r.warn}, r.report, mods); err != nil {
+		BaseModelName: in.BaseModelName, Command: opt.Command, Warn: r.warn}, r.report, mods); err != nil {
 		return nil, err
 	}
 	return r.report, nil
