@@ -454,3 +454,19 @@ func TestEvalReportsTooLongItems(t *testing.T) {
 		t.Errorf("stderr does not report the skipped item: %q", stderr.String())
 	}
 }
+
+// TestMergeRefusesAliasBomb: a 4 MB config of one million aliases gets one error naming the
+// budget, and exit code 1.
+func TestMergeRefusesAliasBomb(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "bomb.yaml")
+	doc := "base_model: b\nmethod: cat\nadapters: [&r {path: p}, " + strings.Repeat("*r, ", 1_000_000) + "*r]\n"
+	if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"merge", cfg, filepath.Join(dir, "out"), "--progress", "none"}, &stdout, &stderr)
+	if code != exitFailed || strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "more than 100000 mapping entries and list items") {
+		t.Errorf("exit %d, stderr %q; want exit 1 and one line naming the budget", code, stderr.String())
+	}
+}

@@ -107,7 +107,9 @@ const (
 
 // Values of Cluster.Mode.
 const (
-	// ClusterEmbedded runs NATS, raft and the workers inside the process.
+	// ClusterEmbedded runs the whole merge inside the process. Today that is the
+	// single-process driver; the embedded cluster (an in-process NATS server,
+	// a single-node raft and in-process workers) is not built yet.
 	ClusterEmbedded = "embedded"
 	// ClusterNATS submits the job to a running cluster at Cluster.URL.
 	ClusterNATS = "nats"
@@ -233,8 +235,8 @@ type Cluster struct {
 	// URL is the NATS server URL (or comma-separated URLs); required for
 	// ClusterNATS.
 	URL string
-	// Workers is the number of workers (default 1, >= 1): started in
-	// process when embedded, awaited when nats.
+	// Workers is the number of workers (default 1, >= 1): awaited when nats;
+	// the embedded mode runs one process and does not use it yet.
 	Workers int
 }
 
