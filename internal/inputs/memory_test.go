@@ -29,7 +29,9 @@ func TestParseMemory(t *testing.T) {
 
 func TestCheckMemory(t *testing.T) {
 	est := func(b int64) Estimator {
-		return func(*Inputs) (MemoryEstimate, error) { return MemoryEstimate{Bytes: b, Dominant: "the base weights (2.0 GiB)"}, nil }
+		return func(*Inputs) (MemoryEstimate, error) {
+			return MemoryEstimate{Bytes: b, Dominant: "the base weights (2.0 GiB)"}, nil
+		}
 	}
 	var warned []string
 	warn := func(f string, a ...any) { warned = append(warned, f) }

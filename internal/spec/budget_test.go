@@ -27,9 +27,9 @@ func bombs() map[string]string {
 	}
 	merge.WriteString("parameters: {<<: [*m7]}\n")
 	return map[string]string{
-		"nested merge keys": merge.String(),
-		"one million aliases": head + "adapters: [&r {path: p}, " + strings.Repeat("*r, ", 1_000_000) + "*r]\n",
-		"120k literal entries": lit.String(),
+		"nested merge keys":      merge.String(),
+		"one million aliases":    head + "adapters: [&r {path: p}, " + strings.Repeat("*r, ", 1_000_000) + "*r]\n",
+		"120k literal entries":   lit.String(),
 		"one million list items": head + "adapters: [" + strings.Repeat("1, ", 1_000_000) + "1]\n",
 	}
 }
