@@ -55,7 +55,7 @@ func LoadJSONL(path string) ([]Item, error) {
 		if len(b) == 0 {
 			continue
 		}
-		it, err := ParseItem(b)
+		it, err := parseItem(b)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
 		}
@@ -71,8 +71,8 @@ func LoadJSONL(path string) ([]Item, error) {
 	return items, nil
 }
 
-// ParseItem parses one JSONL line.
-func ParseItem(b []byte) (Item, error) {
+// parseItem parses one JSONL line.
+func parseItem(b []byte) (Item, error) {
 	var it Item
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&it); err != nil {

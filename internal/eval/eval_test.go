@@ -142,7 +142,7 @@ func FuzzParseItem(f *testing.F) {
 	f.Add([]byte(`{"input_ids": [256, 60, 61], "answer_ids": [1]}`))
 	f.Add([]byte(`{"prompt": "x"} trailing`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		it, err := ParseItem(b)
+		it, err := parseItem(b)
 		if err == nil && it.Prompt == "" && len(it.InputIDs) == 0 {
 			t.Fatalf("accepted an item without prompt or input_ids: %q", b)
 		}

@@ -115,11 +115,11 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("model config: %w", err)
 	}
-	return ParseConfig(b, path)
+	return parseConfig(b, path)
 }
 
-// ParseConfig parses config.json bytes; name is used in error messages.
-func ParseConfig(b []byte, name string) (Config, error) {
+// parseConfig parses config.json bytes; name is used in error messages.
+func parseConfig(b []byte, name string) (Config, error) {
 	var r rawConfig
 	if err := json.Unmarshal(b, &r); err != nil {
 		return Config{}, fmt.Errorf("%s: %w: not a JSON config object: %v", name, ErrInvalid, err)

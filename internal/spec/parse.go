@@ -92,9 +92,9 @@ func Parse(data []byte, path string) (*Spec, error) {
 	if e, ok := p.required(m, root, "", "method"); ok {
 		s.Method, _ = p.str(e, "method")
 	}
-	s.Parameters = DefaultParameters(s.Method)
-	s.Output = DefaultOutput()
-	s.Cluster = DefaultCluster()
+	s.Parameters = defaultParameters(s.Method)
+	s.Output = defaultOutput()
+	s.Cluster = defaultCluster()
 	if e, ok := p.required(m, root, "", "adapters"); ok {
 		s.Adapters = p.adapters(e)
 	}

@@ -73,9 +73,6 @@ var methods = []string{
 	MethodMagnitudePrune, MethodMagnitudePruneSVD, MethodDARELinear, MethodDARETIES,
 }
 
-// Methods returns the names of the accepted merge methods.
-func Methods() []string { return slices.Clone(methods) }
-
 // Values of Parameters.Objective.
 const (
 	// ObjectiveDelta matches each adapter's own update (the paper's form).
@@ -135,7 +132,7 @@ type Spec struct {
 	// weights), as written: a relative path is relative to the working
 	// directory of the process.
 	BaseModel string
-	// Method is one of Methods().
+	// Method is one of the Method* constants.
 	Method string
 	// Adapters lists the adapters to merge, in the file's order (at least
 	// one).
@@ -240,9 +237,9 @@ type Cluster struct {
 	Workers int
 }
 
-// DefaultParameters returns the parameters that apply when the config
+// defaultParameters returns the parameters that apply when the config
 // gives none, for method.
-func DefaultParameters(method string) Parameters {
+func defaultParameters(method string) Parameters {
 	p := Parameters{
 		Samples:          16,
 		Objective:        ObjectiveFull,
@@ -267,13 +264,13 @@ func DefaultParameters(method string) Parameters {
 	return p
 }
 
-// DefaultOutput returns the output settings that apply when the config
+// defaultOutput returns the output settings that apply when the config
 // gives none.
-func DefaultOutput() Output { return Output{Rank: RankAuto, DType: DTypeFloat32} }
+func defaultOutput() Output { return Output{Rank: RankAuto, DType: DTypeFloat32} }
 
-// DefaultCluster returns the cluster settings that apply when the config
+// defaultCluster returns the cluster settings that apply when the config
 // gives none.
-func DefaultCluster() Cluster { return Cluster{Mode: ClusterEmbedded, Workers: 1} }
+func defaultCluster() Cluster { return Cluster{Mode: ClusterEmbedded, Workers: 1} }
 
 // DataAware reports whether the method needs calibration data (iteris,
 // regmean).

@@ -135,9 +135,9 @@ func TestValidateSpecInCode(t *testing.T) {
 		BaseModel:  tr.path("base"),
 		Method:     MethodIterIS,
 		Adapters:   []AdapterSpec{{Name: "x", Path: tr.path("a1"), Calibration: tr.path("a1.jsonl"), Weight: 1}},
-		Parameters: DefaultParameters(MethodIterIS),
-		Output:     DefaultOutput(),
-		Cluster:    DefaultCluster(),
+		Parameters: defaultParameters(MethodIterIS),
+		Output:     defaultOutput(),
+		Cluster:    defaultCluster(),
 	}
 	if err := s.Validate(); err != nil {
 		t.Fatalf("Validate = %v", err)
