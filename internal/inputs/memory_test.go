@@ -56,3 +56,19 @@ func TestCheckMemory(t *testing.T) {
 		t.Errorf("warnings %v", warned)
 	}
 }
+
+// FuzzParseMemory checks that the /proc/meminfo and cgroup parsers never panic and return only
+// sizes that fit.
+func FuzzParseMemory(f *testing.F) {
+	f.Add([]byte("MemTotal: 16384000 kB\nMemAvailable:    8192000 kB\n"))
+	f.Add([]byte("max\n"))
+	f.Add([]byte("MemAvailable: 99999999999999999999 kB\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if n, err := parseMeminfo(b); err == nil && n < 0 {
+			t.Fatalf("negative MemAvailable %d", n)
+		}
+		if n, ok := parseCgroupLimit(b); ok && n <= 0 {
+			t.Fatalf("limit %d accepted", n)
+		}
+	})
+}
