@@ -37,7 +37,10 @@ type Item struct {
 	Source string `json:"-"`
 }
 
-// LoadJSONL reads one JSON object per non-empty line. Every item needs a prompt or input_ids;
+// maxLine bounds the length of a JSONL line (64 MiB).
+const maxLine = 64 << 20
+
+// LoadJSONL reads one JSON object per non-empty line (at most 64 MiB each). Every item needs a prompt or input_ids;
 // errors name the file and line.
 func LoadJSONL(path string) ([]Item, error) {
 	f, err := os.Open(path)
@@ -47,7 +50,7 @@ func LoadJSONL(path string) ([]Item, error) {
 	defer f.Close()
 	var items []Item
 	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	sc.Buffer(make([]byte, 1<<20), maxLine)
 	line := 0
 	for sc.Scan() {
 		line++
@@ -63,6 +66,9 @@ func LoadJSONL(path string) ([]Item, error) {
 		items = append(items, it)
 	}
 	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fmt.Errorf("%s:%d: %w: the line is longer than %d bytes", path, line+1, ErrData, maxLine)
+		}
 		return nil, fmt.Errorf("%s: %w: %v", path, ErrData, err)
 	}
 	if len(items) == 0 {

@@ -148,3 +148,14 @@ func FuzzParseItem(f *testing.F) {
 		}
 	})
 }
+
+func TestLoadJSONLLineLimit(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "big.jsonl")
+	if err := os.WriteFile(p, []byte("{\"prompt\": \"a\"}\n{\"prompt\": \""+strings.Repeat("x", maxLine)+"\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadJSONL(p)
+	if !errors.Is(err, ErrData) || !strings.Contains(err.Error(), p+":2") || !strings.Contains(err.Error(), "67108864 bytes") {
+		t.Errorf("error %v, want one naming line 2 and the 64 MiB limit", err)
+	}
+}
