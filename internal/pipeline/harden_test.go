@@ -167,3 +167,18 @@ func TestRunRefusesMergeAboveMemory(t *testing.T) {
 		t.Errorf("an estimate below the limit: %v", err)
 	}
 }
+
+// TestRunCancelled: a cancelled context stops Run before anything is written.
+func TestRunCancelled(t *testing.T) {
+	s := specOf(t, "iteris", "samples: 2", fixtureEntry("rev"), fixtureEntry("upc"))
+	parent := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := Run(ctx, Options{Spec: s, Out: filepath.Join(parent, "out")})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want context.Canceled", err)
+	}
+	if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+		t.Errorf("left in OUT_DIR's parent: %v", ents)
+	}
+}
