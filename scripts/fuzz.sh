@@ -4,7 +4,8 @@
 # The budget is a count, not a duration: with a duration, Go 1.26's fuzz coordinator can report
 # "context deadline exceeded" as a failure when the deadline fires while a worker is mid-call
 # (golang/go#75804, fixed in Go 1.27); a count has no deadline to race. 100000 executions take
-# 2-21 s per target on a 2-core machine. Minimization is capped (-fuzzminimizetime 100x) for the
+# 2-21 s per target on a 2-core machine (FuzzLoadForSizes about 45 s: each execution writes and maps
+# an adapter file). Minimization is capped (-fuzzminimizetime 100x) for the
 # same reason: its default is 60 s of wall clock.
 set -euo pipefail
 cd "$(dirname "$0")/.."

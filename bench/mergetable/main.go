@@ -67,7 +67,7 @@ func run(fx, backend string) error {
 		items = append(items, it...)
 	}
 	eos, _ := tok.EOS()
-	cases, err := eval.Cases(items, tok, eos)
+	cases, _, err := eval.Cases(items, tok, eos, 0)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/iteris-dev/iteris/internal/model"
 	"github.com/iteris-dev/iteris/internal/pipeline"
 	"github.com/iteris-dev/iteris/internal/progress"
+	"github.com/iteris-dev/iteris/internal/safetensors"
 	"github.com/iteris-dev/iteris/internal/tokenizer"
 )
 
@@ -56,7 +57,6 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), evalHelp+flagDefaults(fs)+"\n"+exitCodes)
 	}
-	base, adapterDir, data, asJSON, prog, batch, blas := o.base, o.adapter, *o.data, o.json, o.progress, o.batch, o.blas
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -64,75 +64,120 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: eval takes no positional arguments (got %q)", errUsage, pos)
 	}
-	data = *o.data
-	if *base == "" || len(data) == 0 {
+	if *o.base == "" || len(*o.data) == 0 {
 		return fmt.Errorf("%w: eval needs --base DIR and at least one --data FILE.jsonl", errUsage)
 	}
-	if _, err := linalg.Init(*blas); err != nil {
+	if _, err := linalg.Init(*o.blas); err != nil {
 		return err
 	}
-	rep, err := progress.New(progress.Mode(*prog), stderr)
+	rep, err := progress.New(progress.Mode(*o.progress), stderr)
 	if err != nil {
 		return fmt.Errorf("%w: --progress: %v", errUsage, err)
 	}
-	// Everything is read and checked before any generation runs.
-	var items []eval.Item
-	for _, f := range data {
-		it, err := eval.LoadJSONL(f)
-		if err != nil {
-			return err
-		}
-		items = append(items, it...)
-	}
-	tok, err := tokenizer.LoadDir(*base)
+	job, err := prepareEval(o)
 	if err != nil {
 		return err
 	}
-	var m *model.Model
+	for _, sk := range job.skipped {
+		msg := fmt.Sprintf("%s: not scored: the prompt and answer need %d positions, more than the model's max_position_embeddings of %d", sk.Source, sk.Positions, sk.Limit)
+		if rep.Mode() == progress.JSON {
+			rep.Event("warning", map[string]any{"message": msg})
+		} else {
+			fmt.Fprintln(stderr, "warning:", msg)
+		}
+	}
 	var res eval.Result
 	err = untilDone(ctx, func() error {
 		var err error
-		if m, err = model.Load(*base); err != nil {
-			return err
-		}
-		res, err = evaluate(m, *adapterDir, *base, tok, items, rep, *batch)
+		res, err = job.run(rep, *o.batch)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		return enc.Encode(res)
+	res.Skipped = job.skipped
+	if *o.json {
+		return json.NewEncoder(stdout).Encode(res)
 	}
 	printResult(stdout, res)
 	return nil
 }
 
-// evaluate applies the adapter (when given) and scores every item.
-func evaluate(m *model.Model, adapterDir, base string, tok *tokenizer.Tokenizer, items []eval.Item, rep *progress.Reporter, batch int) (eval.Result, error) {
-	if adapterDir != "" {
-		a, err := adapter.Load(adapterDir)
+// evalJob is an evaluation whose inputs are all read and checked.
+type evalJob struct {
+	base    string
+	adapter *adapter.Adapter
+	cases   []eval.Case
+	skipped []eval.Skipped
+}
+
+// prepareEval reads and checks everything before the base weights load: the data, the
+// tokenizer, config.json against the checkpoint headers, the adapter against the base shapes,
+// and every item's length.
+func prepareEval(o evalOpts) (*evalJob, error) {
+	var items []eval.Item
+	for _, f := range *o.data {
+		it, err := eval.LoadJSONL(f)
 		if err != nil {
-			return eval.Result{}, err
+			return nil, err
 		}
-		if m, err = pipeline.Apply(m, a, false); err != nil {
-			return eval.Result{}, err
+		items = append(items, it...)
+	}
+	tok, err := tokenizer.LoadDir(*o.base)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := model.LoadConfig(filepath.Join(*o.base, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	ck, err := safetensors.OpenCheckpoint(*o.base)
+	if err != nil {
+		return nil, err
+	}
+	err = cfg.CheckCheckpoint(ck, *o.base)
+	ck.Close()
+	if err != nil {
+		return nil, err
+	}
+	job := &evalJob{base: *o.base}
+	if *o.adapter != "" {
+		if job.adapter, err = adapter.LoadFor(*o.adapter, model.ShapesOf(cfg)); err != nil {
+			return nil, err
 		}
 	}
 	eos, ok := tok.EOS()
 	if !ok {
-		if len(m.Config.EOS) == 0 {
-			return eval.Result{}, fmt.Errorf("%s: no EOS token in tokenizer.json, tokenizer_config.json or config.json: exact-match evaluation needs one", base)
+		if len(cfg.EOS) == 0 {
+			return nil, fmt.Errorf("%s: no EOS token in tokenizer.json, tokenizer_config.json or config.json: exact-match evaluation needs one", *o.base)
 		}
-		eos = m.Config.EOS[0]
+		eos = cfg.EOS[0]
 	}
-	cases, err := eval.Cases(items, tok, eos)
+	if job.cases, job.skipped, err = eval.Cases(items, tok, eos, cfg.MaxLength()); err != nil {
+		return nil, err
+	}
+	if len(job.cases) == 0 {
+		return nil, fmt.Errorf("%w: every item needs more positions than the model's max_position_embeddings of %d (%s needs %d)",
+			eval.ErrData, cfg.MaxLength(), job.skipped[0].Source, job.skipped[0].Positions)
+	}
+	return job, nil
+}
+
+// run loads the base model, applies the adapter (when given) and scores every case.
+func (j *evalJob) run(rep *progress.Reporter, batch int) (eval.Result, error) {
+	m, err := model.Load(j.base)
 	if err != nil {
 		return eval.Result{}, err
 	}
-	ph := rep.Phase("eval "+filepath.Base(firstNonEmpty(adapterDir, base)), len(cases))
-	res, err := eval.Run(pipeline.Generator{Model: m}, cases, batch, ph.Set)
+	name := j.base
+	if j.adapter != nil {
+		if m, err = pipeline.Apply(m, j.adapter, false); err != nil {
+			return eval.Result{}, err
+		}
+		name = j.adapter.Dir
+	}
+	ph := rep.Phase("eval "+filepath.Base(name), len(j.cases))
+	res, err := eval.Run(pipeline.Generator{Model: m}, j.cases, batch, ph.Set)
 	if err != nil {
 		return eval.Result{}, err
 	}
@@ -147,13 +192,7 @@ func printResult(w io.Writer, res eval.Result) {
 		fmt.Fprintf(w, "%-12s %9.4f %5d/%-4d\n", name, tr.Accuracy, tr.Correct, tr.N)
 	}
 	fmt.Fprintf(w, "%-12s %9.4f\n", "mean", res.Mean)
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
+	if len(res.Skipped) > 0 {
+		fmt.Fprintf(w, "%d items not scored: longer than the model's max_position_embeddings of %d\n", len(res.Skipped), res.Skipped[0].Limit)
 	}
-	return ""
 }

@@ -90,12 +90,8 @@ func snapshot(t *testing.T, root string) map[string]string {
 		case d.IsDir():
 			out[p] = "dir"
 		default:
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.Sum256(b)
-			out[p] = hex.EncodeToString(h[:])
+			out[p], err = fileDigest(p)
+			return err
 		}
 		return nil
 	})
@@ -103,6 +99,30 @@ func snapshot(t *testing.T, root string) map[string]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// fileDigest is a file's size, modification time and sha256 (of its first and last MiB when
+// larger than 64 MiB: the sparse files of these tests declare up to 99 GB).
+func fileDigest(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if fi.Size() <= 64<<20 {
+		_, err = io.Copy(h, f)
+	} else {
+		_, err = io.Copy(h, io.NewSectionReader(f, 0, 1<<20))
+		if err == nil {
+			_, err = io.Copy(h, io.NewSectionReader(f, fi.Size()-1<<20, 1<<20))
+		}
+	}
+	return fmt.Sprintf("%d %d %s", fi.Size(), fi.ModTime().UnixNano(), hex.EncodeToString(h.Sum(nil))), err
 }
 
 func sameSnapshot(t *testing.T, what string, before, after map[string]string) {
@@ -368,5 +388,211 @@ func TestVersion(t *testing.T) {
 	out := runCLI(t, "version")
 	if !strings.HasPrefix(out, "iteris ") || !strings.Contains(out, runtime.Version()) {
 		t.Errorf("iteris version printed %q", out)
+	}
+}
+
+// longLines writes a JSONL file: the first calibration items of task upc, with line 3 replaced.
+func longLines(t *testing.T, tr tree, line3 string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(tr.data, "upc", "calib.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")[:6]
+	lines[2] = line3 + "\n"
+	p := filepath.Join(tr.root, "long.jsonl")
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestMergeRefusesTooLongSequences: calibration sequences longer than the base model's
+// max_position_embeddings (64 for the fixture) are refused before the base weights load, naming
+// the file, the line, the length and the limit.
+func TestMergeRefusesTooLongSequences(t *testing.T) {
+	tr := newTree(t)
+	ids := make([]string, 100)
+	for i := range ids {
+		ids[i] = "65"
+	}
+	tests := []struct {
+		name, line string
+		want       []string
+	}{
+		{"16 KB prompt", `{"task": "upc", "prompt": "##` + strings.Repeat("a", 16<<10) + `="}`, []string{"the prompt is 16388 tokens (16387 bytes)", "64 positions", "max_position_embeddings"}},
+		{"1 MB prompt", `{"task": "upc", "prompt": "##` + strings.Repeat("b", 1<<20) + `="}`, []string{"the prompt is 1048580 tokens", "64 positions"}},
+		{"100 input_ids", `{"input_ids": [` + strings.Join(ids, ",") + `]}`, []string{"input_ids hold 100 tokens", "64 positions"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			long := longLines(t, tr, tc.line)
+			cfg := tr.config(t, "iteris", "parameters: {samples: 4}\n")
+			b, _ := os.ReadFile(cfg)
+			os.WriteFile(cfg, []byte(strings.Replace(string(b), filepath.Join(tr.data, "upc", "calib.jsonl"), long, 1)), 0o644)
+			out := filepath.Join(tr.root, "merged")
+			before := snapshot(t, tr.root)
+			var stdout, stderr bytes.Buffer
+			if code := run([]string{"merge", cfg, out, "--progress", "json"}, &stdout, &stderr); code != exitFailed {
+				t.Fatalf("exit %d, want 1: %s", code, stderr.String())
+			}
+			ev := lastError(t, events(t, stderr.String()))
+			for _, w := range append(tc.want, long+":3") {
+				if !strings.Contains(ev["message"].(string), w) {
+					t.Errorf("error %.300q does not name %q", ev["message"], w)
+				}
+			}
+			sameSnapshot(t, "inputs", before, snapshot(t, tr.root))
+		})
+	}
+}
+
+// TestEvalReportsTooLongItems: an evaluation item longer than max_position_embeddings is not
+// scored but reported (file, line, positions, limit); the others are scored.
+func TestEvalReportsTooLongItems(t *testing.T) {
+	tr := newTree(t)
+	long := longLines(t, tr, `{"task": "upc", "prompt": "##`+strings.Repeat("a", 1<<20)+`=", "answer": "A"}`)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"eval", "--json", "--progress", "none", "--base", tr.model, "--adapter", tr.upc, "--data", long}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var res struct {
+		Tasks   map[string]struct{ N int }
+		Skipped []struct {
+			Source           string
+			Positions, Limit int
+		}
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Tasks["upc"].N != 5 || len(res.Skipped) != 1 || res.Skipped[0].Source != long+":3" || res.Skipped[0].Positions != 1048581 || res.Skipped[0].Limit != 64 {
+		t.Errorf("result %+v: want 5 upc items scored and %s:3 (1048581 positions, limit 64) skipped", res, long)
+	}
+	if !strings.Contains(stderr.String(), long+":3: not scored") || !strings.Contains(stderr.String(), "max_position_embeddings of 64") {
+		t.Errorf("stderr does not report the skipped item: %q", stderr.String())
+	}
+}
+
+// TestMergeRefusesAliasBomb: a 4 MB config of one million aliases gets one error naming the
+// budget, and exit code 1.
+func TestMergeRefusesAliasBomb(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "bomb.yaml")
+	doc := "base_model: b\nmethod: cat\nadapters: [&r {path: p}, " + strings.Repeat("*r, ", 1_000_000) + "*r]\n"
+	if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"merge", cfg, filepath.Join(dir, "out"), "--progress", "none"}, &stdout, &stderr)
+	if code != exitFailed || strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "more than 100000 mapping entries and list items") {
+		t.Errorf("exit %d, stderr %q; want exit 1 and one line naming the budget", code, stderr.String())
+	}
+}
+
+// sparseFactors replaces an adapter's weights by a header declaring rank r for layer 0's
+// q_proj (128x128) over a hole of the declared size (97 million: a 99 GB sparse file).
+func sparseFactors(t *testing.T, dir string, r int) {
+	t.Helper()
+	editJSON(t, filepath.Join(dir, "adapter_config.json"), "r", r)
+	key := "base_model.model.model.layers.0.self_attn.q_proj"
+	n := int64(r) * 128 * 4
+	h, _ := json.Marshal(map[string]any{
+		key + ".lora_A.weight": map[string]any{"dtype": "F32", "shape": []int{r, 128}, "data_offsets": []int64{0, n}},
+		key + ".lora_B.weight": map[string]any{"dtype": "F32", "shape": []int{128, r}, "data_offsets": []int64{n, 2 * n}},
+	})
+	for len(h)%8 != 0 {
+		h = append(h, ' ')
+	}
+	f, err := os.Create(filepath.Join(dir, "adapter_model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	l := make([]byte, 8)
+	l[0], l[1], l[2] = byte(len(h)), byte(len(h)>>8), byte(len(h)>>16)
+	f.Write(append(l, h...))
+	if err := f.Truncate(int64(8+len(h)) + 2*n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func editJSON(t *testing.T, path, field string, value any) {
+	t.Helper()
+	b, _ := os.ReadFile(path)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m[field] = value
+	b, _ = json.Marshal(m)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMergeRefusesAbsurdSizes: sizes that used to crash the process with an out-of-memory error
+// are refused from headers before any data is read, with exit code 1, and nothing changes.
+func TestMergeRefusesAbsurdSizes(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(t *testing.T, tr tree)
+		want []string
+	}{
+		{"adapter rank 97 million in a sparse 99 GB file", func(t *testing.T, tr tree) { sparseFactors(t, tr.upc, 97_000_000) },
+			[]string{"adapter upc", "lora_A.weight", "rank 97000000", "min(out, in) = 128"}},
+		{"config.json with a billion layers", func(t *testing.T, tr tree) {
+			editJSON(t, filepath.Join(tr.model, "config.json"), "num_hidden_layers", 1_000_000_000)
+		}, []string{"config.json gives num_hidden_layers = 1000000000", "holds only"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := newTree(t)
+			tc.edit(t, tr)
+			cfg := tr.config(t, "iteris", "parameters: {samples: 2}\n")
+			before := snapshot(t, tr.root)
+			var stdout, stderr bytes.Buffer
+			if code := run([]string{"merge", cfg, filepath.Join(tr.root, "merged"), "--progress", "json"}, &stdout, &stderr); code != exitFailed {
+				t.Fatalf("exit %d, want 1: %s", code, stderr.String())
+			}
+			ev := lastError(t, events(t, stderr.String()))
+			for _, w := range tc.want {
+				if !strings.Contains(ev["message"].(string), w) {
+					t.Errorf("error %q does not name %q", ev["message"], w)
+				}
+			}
+			sameSnapshot(t, "inputs", before, snapshot(t, tr.root))
+		})
+	}
+}
+
+// TestMergeClampsHugeRank: output.rank 100000 (which ran out of memory) is clamped to each
+// module's min(out, in), with a warning event, and the merge succeeds.
+func TestMergeClampsHugeRank(t *testing.T) {
+	tr := newTree(t)
+	cfg := tr.config(t, "iteris", "parameters: {samples: 2}\noutput: {rank: 100000}\n")
+	out := filepath.Join(tr.root, "merged")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"merge", cfg, out, "--progress", "json"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	warned := false
+	for _, ev := range events(t, stderr.String()) {
+		if ev["event"] == "warning" && strings.Contains(ev["message"].(string), "output.rank 100000 is above min(out, in) at 28 of 28 modules") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Errorf("no warning about the clamped rank:\n%s", stderr.String())
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "adapter_config.json"))
+	var ac struct {
+		R           int            `json:"r"`
+		RankPattern map[string]int `json:"rank_pattern"`
+	}
+	json.Unmarshal(b, &ac)
+	if ac.R != 128 || len(ac.RankPattern) != 8 { // k_proj and v_proj of 4 layers are 64x128
+		t.Errorf("adapter_config.json r %d, %d rank_pattern entries; want 128 and 8 (the 64-wide k/v)", ac.R, len(ac.RankPattern))
 	}
 }

@@ -109,7 +109,7 @@ func (a *Adapter) Names() []string {
 }
 
 // Load reads the adapter in dir and checks it completely: the config (see
-// ParseConfig), every tensor key, the pairing of lora_A and lora_B, their
+// parseConfig), every tensor key, the pairing of lora_A and lora_B, their
 // shapes against each other and against r / rank_pattern, target_modules,
 // dtypes and finiteness. A rank above min(out, in) of its module is refused
 // (ErrShapeMismatch): such a factor pair is larger than the weight it adapts
@@ -134,7 +134,7 @@ func LoadFor(dir string, base Shapes) (*Adapter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adapter: %w", err)
 	}
-	cfg, err := ParseConfig(data, cfgPath)
+	cfg, err := parseConfig(data, cfgPath)
 	if err != nil {
 		return nil, err
 	}

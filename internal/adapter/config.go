@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/iteris-dev/iteris/internal/jsonx"
 )
 
-// MaxConfigSize bounds the size of adapter_config.json that ParseConfig
+// MaxConfigSize bounds the size of adapter_config.json that parseConfig
 // accepts (real ones are a few KiB; rank/alpha patterns of huge models stay
 // far below this).
 const MaxConfigSize = 16 << 20
@@ -23,7 +24,7 @@ const allLinear = "all-linear"
 
 // Config holds the fields of a PEFT adapter_config.json that this package
 // reads. Unknown fields are ignored (they stay available in Raw), but fields
-// that change what the weights mean are checked by ParseConfig and refused
+// that change what the weights mean are checked by parseConfig and refused
 // with ErrUnsupported.
 type Config struct {
 	// PeftType is peft_type; only "LORA" is accepted.
@@ -115,12 +116,12 @@ func (c *Config) compile(file string) (*matchers, error) {
 }
 
 // matchers returns the compiled matchers, compiling them for a Config that
-// was not made by ParseConfig or was changed since. Keys that do not compile
+// was not made by parseConfig or was changed since. Keys that do not compile
 // then never match.
 func (c *Config) matchers() *matchers {
 	rk := patternKeys(c.RankPatternKeys, c.RankPattern)
 	ak := patternKeys(c.AlphaPatternKeys, c.AlphaPattern)
-	if m := c.m; m != nil && equalStrings(m.rankKeys, rk) && equalStrings(m.alphaKeys, ak) &&
+	if m := c.m; m != nil && slices.Equal(m.rankKeys, rk) && slices.Equal(m.alphaKeys, ak) &&
 		m.targetExpr == c.TargetModulesRegex && m.excludeExpr == c.ExcludeModulesRegex {
 		return m
 	}
@@ -140,19 +141,6 @@ func (c *Config) matchers() *matchers {
 		m.alpha = append(m.alpha, re)
 	}
 	return m
-}
-
-// equalStrings reports whether a and b hold the same strings in order.
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // patternKeys returns the pattern keys in precedence order: the file's
@@ -262,7 +250,7 @@ func matchList(list []string, name string) bool {
 	return false
 }
 
-// ParseConfig decodes an adapter_config.json. file names the source in
+// parseConfig decodes an adapter_config.json. file names the source in
 // errors. Absent r and lora_alpha take PEFT's defaults (8 and 8). Errors wrap
 // ErrInvalid (malformed JSON, wrong types, missing fields) or ErrUnsupported
 // (a PEFT feature whose weights this package cannot apply: other peft_type,
@@ -271,7 +259,7 @@ func matchList(list []string, name string) bool {
 // trainable tokens, QALoRA, aLoRA, Arrow, BD-LoRA, or an init_lora_weights
 // method that rewrites the base weights: PiSSA, OLoRA, CorDA, LoftQ) and
 // name the file and the field.
-func ParseConfig(data []byte, file string) (Config, error) {
+func parseConfig(data []byte, file string) (Config, error) {
 	var c Config
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("adapter: %s: field %s: %w: %s", file, field, ErrInvalid, fmt.Sprintf(format, args...))

@@ -13,9 +13,9 @@ import (
 // parseT parses a config given as JSON text.
 func parseT(t *testing.T, text string) Config {
 	t.Helper()
-	c, err := ParseConfig([]byte(text), "test.json")
+	c, err := parseConfig([]byte(text), "test.json")
 	if err != nil {
-		t.Fatalf("ParseConfig(%s): %v", text, err)
+		t.Fatalf("parseConfig(%s): %v", text, err)
 	}
 	return c
 }
@@ -299,7 +299,7 @@ func TestLoadPatterns(t *testing.T) {
 	}
 }
 
-// FuzzConfig feeds arbitrary bytes to ParseConfig: it must never panic,
+// FuzzConfig feeds arbitrary bytes to parseConfig: it must never panic,
 // every error must wrap ErrInvalid or ErrUnsupported, and an accepted
 // config must resolve ranks, alphas and targets without panicking.
 func FuzzConfig(f *testing.F) {
@@ -320,7 +320,7 @@ func FuzzConfig(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := ParseConfig(data, "fuzz.json")
+		c, err := parseConfig(data, "fuzz.json")
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrUnsupported) {
 				t.Fatalf("error %v wraps neither ErrInvalid nor ErrUnsupported", err)

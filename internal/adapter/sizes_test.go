@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"testing"
 )
@@ -17,6 +18,13 @@ import (
 func sparseAdapter(t *testing.T, r int, modules map[string][2]int) string {
 	t.Helper()
 	dir := t.TempDir()
+	writeSparse(t, dir, r, modules)
+	return dir
+}
+
+// writeSparse writes (or overwrites) the adapter files of sparseAdapter in dir.
+func writeSparse(t *testing.T, dir string, r int, modules map[string][2]int) {
+	t.Helper()
 	cfg := `{"peft_type": "LORA", "r": ` + itoa(r) + `, "lora_alpha": 16, "target_modules": ["q_proj", "k_proj"]}`
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -55,7 +63,6 @@ func sparseAdapter(t *testing.T, r int, modules map[string][2]int) string {
 	if err := f.Truncate(int64(8+len(h)) + off); err != nil {
 		t.Fatal(err)
 	}
-	return dir
 }
 
 func itoa(n int) string {
@@ -103,4 +110,51 @@ func TestLoadRefusesAbsurdSizesFromHeader(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzLoadForSizes writes headers with fuzzed (r, in, out) for one module of a 128x128 base and
+// checks that LoadFor never panics, that it reads data only for a module that fits the base at
+// a rank of at most 128, and that it refuses everything else from the header.
+func FuzzLoadForSizes(f *testing.F) {
+	f.Add(uint32(8), uint32(128), uint32(128))
+	f.Add(uint32(97_000_000), uint32(128), uint32(128))
+	f.Add(uint32(8), uint32(1<<30), uint32(128))
+	f.Add(uint32(129), uint32(128), uint32(128))
+	f.Add(uint32(0), uint32(128), uint32(128))
+	q := "model.layers.0.self_attn.q_proj"
+	base := shapeMap{q: {128, 128}}
+	dir, err := os.MkdirTemp("", "fuzz-adapter-")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { os.RemoveAll(dir) })
+	f.Fuzz(func(t *testing.T, r, in, out uint32) {
+		// Keep the declared file under 1 TiB of holes (the filesystem's limit is the test's,
+		// not the loader's).
+		if uint64(r)*(uint64(in)+uint64(out))*4 > 1<<40 || r == 0 || in == 0 || out == 0 {
+			t.Skip()
+		}
+		writeSparse(t, dir, int(r), map[string][2]int{q: {int(out), int(in)}})
+		before := allocated()
+		a, err := LoadFor(dir, base)
+		grew := allocated() - before
+		fits := r <= 128 && in == 128 && out == 128
+		if fits != (err == nil) {
+			t.Fatalf("r %d in %d out %d: err %v", r, in, out, err)
+		}
+		if err == nil && a.Modules[q].R != int(r) {
+			t.Fatalf("loaded rank %d, want %d", a.Modules[q].R, r)
+		}
+		if grew > 16<<20 {
+			t.Fatalf("r %d in %d out %d: allocated %d bytes", r, in, out, grew)
+		}
+	})
+}
+
+// allocated returns the bytes allocated on the heap so far (cheaper than ReadMemStats: no
+// stop-the-world).
+func allocated() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }

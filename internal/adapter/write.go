@@ -319,7 +319,7 @@ func buildConfig(dir string, mods []*Module, ranks map[string]int, opt WriteOpti
 		return buf.Bytes(), nil
 	}
 	check := func(data []byte) error {
-		cfg, err := ParseConfig(data, filepath.Join(dir, ConfigFile))
+		cfg, err := parseConfig(data, filepath.Join(dir, ConfigFile))
 		if err != nil {
 			return err
 		}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/iteris-dev/iteris/internal/embedded"
-	"github.com/iteris-dev/iteris/internal/inputs"
 	"github.com/iteris-dev/iteris/internal/pipeline"
 	"github.com/iteris-dev/iteris/internal/spec"
 	"github.com/iteris-dev/iteris/protocol"
@@ -70,24 +69,63 @@ func mergeSingle(t *testing.T, config []byte) []byte {
 	return b
 }
 
-var _ = inputs.ErrInput
-
-func TestEmbeddedMergeMatchesSingleProcess(t *testing.T) {
-	config, err := os.ReadFile(filepath.Join(root, "examples/merge4.yaml"))
-	if err != nil {
-		t.Fatal(err)
+// config returns the merge4 config with a method and extra parameter lines.
+func config(method string, params ...string) []byte {
+	c := "base_model: testdata/tiny-skills/model\nmethod: " + method + "\nadapters:\n"
+	for _, n := range []string{"rev", "upc", "nxt", "srt"} {
+		c += "  - {name: " + n + ", path: testdata/tiny-skills/adapters/" + n + ", calibration: testdata/tiny-skills/data/" + n + "/calib.jsonl}\n"
 	}
-	want := mergeSingle(t, config)
-	for _, n := range []int{1, 2} {
-		files := mergeEmbedded(t, config, n)
-		got := files["adapter_model.safetensors"]
-		if !bytes.Equal(got, want) {
-			t.Errorf("%d workers: adapter_model.safetensors (%d bytes) differs from the single-process one (%d bytes)", n, len(got), len(want))
+	if method != "iteris" && method != "regmean" {
+		c = "base_model: testdata/tiny-skills/model\nmethod: " + method + "\nadapters:\n"
+		for _, n := range []string{"rev", "upc", "nxt", "srt"} {
+			c += "  - {name: " + n + ", path: testdata/tiny-skills/adapters/" + n + "}\n"
 		}
-		for _, f := range []string{"adapter_config.json", "README.md", "merge_report.json", "iteris_config.yaml"} {
-			if len(files[f]) == 0 {
-				t.Errorf("%d workers: no %s", n, f)
+	}
+	if len(params) > 0 {
+		c += "parameters:\n"
+		for _, p := range params {
+			c += "  " + p + "\n"
+		}
+	}
+	return []byte(c)
+}
+
+// TestEveryMethodIsByteIdenticalOnAnyWorkerCount is the cluster's acceptance test: every method
+// and schedule on tiny-skills, through the embedded cluster with 1, 2 and 4 workers, writes the
+// adapter_model.safetensors of the single-process driver byte for byte.
+func TestEveryMethodIsByteIdenticalOnAnyWorkerCount(t *testing.T) {
+	tests := []struct {
+		name   string
+		config []byte
+		short  bool
+	}{
+		{"iteris sweep full", config("iteris", "objective: full", "schedule: sweep"), true},
+		{"iteris sweep delta", config("iteris", "objective: delta", "schedule: sweep"), false},
+		{"iteris jacobi delta", config("iteris", "objective: delta", "schedule: jacobi", "iterations: 3"), true},
+		{"iteris jacobi full", config("iteris", "objective: full", "schedule: jacobi", "iterations: 2"), false},
+		{"regmean", config("regmean"), true},
+		{"cat", config("cat"), true},
+		{"linear", config("linear"), false},
+		{"svd", config("svd"), false},
+		{"ties", config("ties"), false},
+		{"ties_svd", config("ties_svd"), false},
+		{"magnitude_prune", config("magnitude_prune"), false},
+		{"magnitude_prune_svd", config("magnitude_prune_svd"), false},
+		{"dare_linear", config("dare_linear"), false},
+		{"dare_ties", config("dare_ties"), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if testing.Short() && !tc.short {
+				t.Skip("-short runs one of each kind")
 			}
-		}
+			want := mergeSingle(t, tc.config)
+			for _, n := range []int{1, 2, 4} {
+				got := mergeEmbedded(t, tc.config, n)["adapter_model.safetensors"]
+				if !bytes.Equal(got, want) {
+					t.Errorf("%d workers: adapter_model.safetensors (%d bytes) differs from the single-process one (%d bytes)", n, len(got), len(want))
+				}
+			}
+		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 )
 
@@ -36,7 +37,10 @@ type Item struct {
 	Source string `json:"-"`
 }
 
-// LoadJSONL reads one JSON object per non-empty line. Every item needs a prompt or input_ids;
+// maxLine bounds the length of a JSONL line (64 MiB).
+const maxLine = 64 << 20
+
+// LoadJSONL reads one JSON object per non-empty line (at most 64 MiB each). Every item needs a prompt or input_ids;
 // errors name the file and line.
 func LoadJSONL(path string) ([]Item, error) {
 	f, err := os.Open(path)
@@ -46,7 +50,7 @@ func LoadJSONL(path string) ([]Item, error) {
 	defer f.Close()
 	var items []Item
 	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	sc.Buffer(make([]byte, 1<<20), maxLine)
 	line := 0
 	for sc.Scan() {
 		line++
@@ -54,7 +58,7 @@ func LoadJSONL(path string) ([]Item, error) {
 		if len(b) == 0 {
 			continue
 		}
-		it, err := ParseItem(b)
+		it, err := parseItem(b)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
 		}
@@ -62,6 +66,9 @@ func LoadJSONL(path string) ([]Item, error) {
 		items = append(items, it)
 	}
 	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fmt.Errorf("%s:%d: %w: the line is longer than %d bytes", path, line+1, ErrData, maxLine)
+		}
 		return nil, fmt.Errorf("%s: %w: %v", path, ErrData, err)
 	}
 	if len(items) == 0 {
@@ -70,8 +77,8 @@ func LoadJSONL(path string) ([]Item, error) {
 	return items, nil
 }
 
-// ParseItem parses one JSONL line.
-func ParseItem(b []byte) (Item, error) {
+// parseItem parses one JSONL line.
+func parseItem(b []byte) (Item, error) {
 	var it Item
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&it); err != nil {
@@ -111,19 +118,39 @@ type Case struct {
 	Prompt []int
 	// Want is the expected continuation, ending in EOS.
 	Want []int
+	// Source is the item's "file:line".
+	Source string
 }
 
-// Cases tokenizes items for evaluation. Items without an answer are refused.
-func Cases(items []Item, enc Encoder, eos int) ([]Case, error) {
-	out := make([]Case, 0, len(items))
+// Positions returns how many positions the model runs to score the case: the prompt and every
+// expected token but the last (which is produced, not fed back).
+func (c Case) Positions() int { return len(c.Prompt) + len(c.Want) - 1 }
+
+// Skipped is an item left out of scoring because the model cannot take it.
+type Skipped struct {
+	// Source is the item's "file:line".
+	Source string `json:"source"`
+	// Task is the item's task.
+	Task string `json:"task"`
+	// Positions is how many positions scoring the item needs.
+	Positions int `json:"positions"`
+	// Limit is the model's max_position_embeddings.
+	Limit int `json:"limit"`
+}
+
+// Cases tokenizes items for evaluation. Items without an answer are refused. An item that needs
+// more than maxLen positions (the model's max_position_embeddings; 0 = no limit) is not a case:
+// it is returned in skipped, so that it is reported, not scored.
+func Cases(items []Item, enc Encoder, eos, maxLen int) (cases []Case, skipped []Skipped, err error) {
+	cases = make([]Case, 0, len(items))
 	for _, it := range items {
-		c := Case{Task: it.Task, Prompt: it.InputIDs, Want: it.AnswerIDs}
+		c := Case{Task: it.Task, Prompt: it.InputIDs, Want: it.AnswerIDs, Source: it.Source}
 		if c.Prompt == nil {
 			c.Prompt = enc.Encode(it.Prompt, true)
 		}
 		if c.Want == nil {
 			if it.Answer == "" {
-				return nil, fmt.Errorf("%s: %w: field \"answer\" is missing: evaluation needs it", it.Source, ErrData)
+				return nil, nil, fmt.Errorf("%s: %w: field \"answer\" is missing: evaluation needs it", it.Source, ErrData)
 			}
 			c.Want = enc.Encode(it.Answer, false)
 		}
@@ -133,9 +160,13 @@ func Cases(items []Item, enc Encoder, eos int) ([]Case, error) {
 		if c.Task == "" {
 			c.Task = "default"
 		}
-		out = append(out, c)
+		if maxLen > 0 && c.Positions() > maxLen {
+			skipped = append(skipped, Skipped{Source: c.Source, Task: c.Task, Positions: c.Positions(), Limit: maxLen})
+			continue
+		}
+		cases = append(cases, c)
 	}
-	return out, nil
+	return cases, skipped, nil
 }
 
 // TaskResult is the accuracy on one task.
@@ -154,6 +185,9 @@ type Result struct {
 	Tasks map[string]TaskResult `json:"tasks"`
 	// Mean is the unweighted mean of the tasks' accuracies.
 	Mean float64 `json:"mean"`
+	// Skipped lists the items left out because they are longer than the model takes (see
+	// Cases); the caller sets it.
+	Skipped []Skipped `json:"skipped,omitempty"`
 }
 
 // TaskNames returns the task names, sorted.
@@ -188,7 +222,7 @@ func Run(g Generator, cases []Case, batch int, progress func(done int)) (Result,
 		for i, c := range cases[lo:hi] {
 			tr := res.Tasks[c.Task]
 			tr.N++
-			if equal(got[i], c.Want) {
+			if slices.Equal(got[i], c.Want) {
 				tr.Correct++
 			}
 			res.Tasks[c.Task] = tr
@@ -206,16 +240,4 @@ func Run(g Generator, cases []Case, batch int, progress func(done int)) (Result,
 		res.Mean /= float64(len(res.Tasks))
 	}
 	return res, nil
-}
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

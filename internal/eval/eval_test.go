@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -92,9 +93,9 @@ func TestRunScoresExactMatches(t *testing.T) {
 		{Task: "b", Prompt: "xxx=", Answer: "y"}, // stops early (no EOS)
 		{Task: "b", Prompt: "xxxx=", Answer: "yz"},
 	}
-	cases, err := Cases(items, bytesEncoder{}, 257)
-	if err != nil {
-		t.Fatal(err)
+	cases, skipped, err := Cases(items, bytesEncoder{}, 257, 0)
+	if err != nil || len(skipped) != 0 {
+		t.Fatal(err, skipped)
 	}
 	if got := cases[3].Want; len(got) != 3 || got[2] != 257 {
 		t.Fatalf("want tokens %v: answer bytes then EOS", got)
@@ -113,8 +114,26 @@ func TestRunScoresExactMatches(t *testing.T) {
 	if res.Mean != 0.5 || strings.Join(res.TaskNames(), ",") != "a,b" {
 		t.Errorf("mean %v names %v", res.Mean, res.TaskNames())
 	}
-	if _, err := Cases([]Item{{Prompt: "p", Source: "f:3"}}, bytesEncoder{}, 257); !errors.Is(err, ErrData) || !strings.Contains(err.Error(), "f:3") {
+	if _, _, err := Cases([]Item{{Prompt: "p", Source: "f:3"}}, bytesEncoder{}, 257, 0); !errors.Is(err, ErrData) || !strings.Contains(err.Error(), "f:3") {
 		t.Errorf("item without answer: %v", err)
+	}
+}
+
+// TestCasesSkipsTooLong: an item whose prompt and answer need more positions than the model
+// takes is reported, not scored. bytesEncoder gives BOS and one token per byte.
+func TestCasesSkipsTooLong(t *testing.T) {
+	items := []Item{
+		{Task: "a", Prompt: "123=", Answer: "ab", Source: "f:1"},  // 5 + 3 - 1 = 7 positions
+		{Task: "a", Prompt: "1234=", Answer: "ab", Source: "f:2"}, // 8 positions
+		{Task: "b", InputIDs: make([]int, 9), AnswerIDs: []int{1}, Source: "f:3"},
+	}
+	cases, skipped, err := Cases(items, bytesEncoder{}, 257, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Skipped{{Source: "f:2", Task: "a", Positions: 8, Limit: 7}, {Source: "f:3", Task: "b", Positions: 10, Limit: 7}}
+	if len(cases) != 1 || cases[0].Source != "f:1" || cases[0].Positions() != 7 || !reflect.DeepEqual(skipped, want) {
+		t.Errorf("cases %+v, skipped %+v; want f:1 scored and %+v skipped", cases, skipped, want)
 	}
 }
 
@@ -123,9 +142,20 @@ func FuzzParseItem(f *testing.F) {
 	f.Add([]byte(`{"input_ids": [256, 60, 61], "answer_ids": [1]}`))
 	f.Add([]byte(`{"prompt": "x"} trailing`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		it, err := ParseItem(b)
+		it, err := parseItem(b)
 		if err == nil && it.Prompt == "" && len(it.InputIDs) == 0 {
 			t.Fatalf("accepted an item without prompt or input_ids: %q", b)
 		}
 	})
+}
+
+func TestLoadJSONLLineLimit(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "big.jsonl")
+	if err := os.WriteFile(p, []byte("{\"prompt\": \"a\"}\n{\"prompt\": \""+strings.Repeat("x", maxLine)+"\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadJSONL(p)
+	if !errors.Is(err, ErrData) || !strings.Contains(err.Error(), p+":2") || !strings.Contains(err.Error(), "67108864 bytes") {
+		t.Errorf("error %v, want one naming line 2 and the 64 MiB limit", err)
+	}
 }

@@ -1,6 +1,7 @@
 package inputs
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -13,8 +14,8 @@ import (
 )
 
 // Hash records in out the sha256 of the base model's files, the adapters' files and the
-// calibration files.
-func Hash(s *spec.Spec, out map[string]string) error {
+// calibration files. ctx stops it between reads.
+func Hash(ctx context.Context, s *spec.Spec, out map[string]string) error {
 	var files []string
 	entries, err := os.ReadDir(s.BaseModel)
 	if err != nil {
@@ -33,7 +34,7 @@ func Hash(s *spec.Spec, out map[string]string) error {
 		}
 	}
 	for _, f := range files {
-		h, err := SHA256File(f)
+		h, err := sha256Of(ctx, f)
 		if err != nil {
 			return err
 		}
@@ -43,15 +44,30 @@ func Hash(s *spec.Spec, out map[string]string) error {
 }
 
 // SHA256File returns the hex sha256 of the file at path.
-func SHA256File(path string) (string, error) {
+func SHA256File(path string) (string, error) { return sha256Of(context.Background(), path) }
+
+func sha256Of(ctx context.Context, path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
 		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ctxReader fails reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

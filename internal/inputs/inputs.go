@@ -7,6 +7,7 @@
 package inputs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -55,12 +56,50 @@ type Inputs struct {
 	Ranks map[string]int
 	// RankClamped counts the modules whose requested output rank was above min(out, in).
 	RankClamped int
+	// BaseModelName is the merged adapter's base_model_name_or_path: the adapters' value when
+	// they agree ("" for null), else the config's base_model.
+	BaseModelName string
+}
+
+// Config configures Prepare.
+type Config struct {
+	// Spec is the merge config, checked by spec.Validate.
+	Spec *spec.Spec
+	// Warn receives warnings (printf style); nil discards them.
+	Warn func(format string, args ...any)
+	// Estimate, when set, estimates the merge's peak memory from the checked inputs, and
+	// Prepare refuses a merge whose estimate exceeds MemoryLimit (ErrMemory). This is the hook
+	// for layerplan's single-process estimate; without it memory is not checked.
+	Estimate Estimator
+	// MemoryLimit is the memory the merge may use, in bytes; 0 means what the machine has
+	// (see Memory).
+	MemoryLimit int64
+}
+
+// Validate reports a Config that Prepare cannot use.
+func (c Config) Validate() error {
+	if c.Spec == nil {
+		return fmt.Errorf("%w: no merge config", ErrInput)
+	}
+	if c.MemoryLimit < 0 {
+		return fmt.Errorf("%w: memory limit %d is negative", ErrInput, c.MemoryLimit)
+	}
+	return nil
 }
 
 // Prepare reads the adapters and calibration files and checks them against the base model's
-// config, without loading the base weights. warn receives warnings (printf style).
-func Prepare(s *spec.Spec, warn func(string, ...any)) (*Inputs, error) {
-	cfg, err := model.LoadConfig(filepath.Join(s.BaseModel, "config.json"))
+// config and checkpoint headers, without loading the base weights: shapes, ranks and output
+// ranks, module overlap, calibration lengths, the memory estimate (when cfg.Estimate is set),
+// and the sha256 of every input. ctx stops the hashing.
+func Prepare(ctx context.Context, cfg Config) (*Inputs, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s, warn := cfg.Spec, cfg.Warn
+	if warn == nil {
+		warn = func(string, ...any) {}
+	}
+	mc, err := model.LoadConfig(filepath.Join(s.BaseModel, "config.json"))
 	if err != nil {
 		return nil, err
 	}
@@ -68,25 +107,49 @@ func Prepare(s *spec.Spec, warn func(string, ...any)) (*Inputs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("base_model: %w", err)
 	}
-	err = cfg.CheckCheckpoint(ck, s.BaseModel)
+	err = mc.CheckCheckpoint(ck, s.BaseModel)
 	if cerr := ck.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
 		return nil, fmt.Errorf("base_model: %w", err)
 	}
-	in := &Inputs{Config: cfg, Shapes: model.ShapesOf(cfg), Hashes: map[string]string{}}
+	in := &Inputs{Config: mc, Shapes: model.ShapesOf(mc), Hashes: map[string]string{}}
+	if err := in.loadAdapters(s, warn); err != nil {
+		return nil, err
+	}
+	in.checkRanks(s, warn)
+	if s.DataAware() {
+		if err := in.loadCalibration(s); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkMemory(in, cfg.Estimate, cfg.MemoryLimit, warn); err != nil {
+		return nil, err
+	}
+	if err := Hash(ctx, s, in.Hashes); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// loadAdapters loads every adapter, checked against the base shapes from its header, and
+// checks that they share modules and name the same base model.
+func (in *Inputs) loadAdapters(s *spec.Spec, warn func(string, ...any)) error {
 	for _, a := range s.Adapters {
 		// Shapes and ranks are checked against the base from the header, before any tensor
 		// data is read; Load also refuses NaN and Inf.
 		ad, err := adapter.LoadFor(a.Path, in.Shapes)
 		if errors.Is(err, adapter.ErrShapeMismatch) {
-			return nil, fmt.Errorf("adapter %s does not fit base model %s: %w", a.Name, s.BaseModel, err)
+			return fmt.Errorf("adapter %s does not fit base model %s: %w", a.Name, s.BaseModel, err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("adapter %s: %w", a.Name, err)
+			return fmt.Errorf("adapter %s: %w", a.Name, err)
 		}
 		in.Tasks = append(in.Tasks, &Task{Name: a.Name, Adapter: ad, Weight: a.Weight})
+	}
+	if len(in.Tasks) == 1 {
+		warn("only one adapter (%s): the merge returns that adapter, re-expressed at scale 1 (exactly for cat; through the solve for %s)", in.Tasks[0].Name, s.Method)
 	}
 	// Adapters of one merge should share modules.
 	common := map[string]int{}
@@ -106,57 +169,37 @@ func Prepare(s *spec.Spec, warn func(string, ...any)) (*Inputs, error) {
 		for _, t := range in.Tasks {
 			desc = append(desc, fmt.Sprintf("%s targets %s", t.Name, strings.Join(leafNames(t.Adapter), ",")))
 		}
-		return nil, fmt.Errorf("%w: the adapters' target modules do not overlap (no module is in every adapter): %s", ErrInput, strings.Join(desc, "; "))
+		return fmt.Errorf("%w: the adapters' target modules do not overlap (no module is in every adapter): %s", ErrInput, strings.Join(desc, "; "))
 	}
 	if shared < len(common) {
 		warn("%d of %d modules are not in every adapter; where an adapter lacks a module its update there is zero", len(common)-shared, len(common))
 	}
+	in.baseModelName(s, warn)
+	return nil
+}
+
+// baseModelName chooses the merged adapter's base_model_name_or_path: the adapters' own value
+// when they agree (null stays null), else the config's base_model as given, with a warning.
+func (in *Inputs) baseModelName(s *spec.Spec, warn func(string, ...any)) {
 	bases := map[string]bool{}
 	for _, t := range in.Tasks {
 		bases[t.Adapter.Config.BaseModelNameOrPath] = true
 	}
-	if len(bases) > 1 {
-		var names []string
-		for b := range bases {
+	if len(bases) == 1 {
+		in.BaseModelName = in.Tasks[0].Adapter.Config.BaseModelNameOrPath
+		return
+	}
+	var names []string
+	for b := range bases {
+		if b == "" {
+			names = append(names, "null")
+		} else {
 			names = append(names, fmt.Sprintf("%q", b))
 		}
-		sort.Strings(names)
-		warn("the adapters name different base models (%s); their shapes fit %s", strings.Join(names, ", "), s.BaseModel)
 	}
-	in.checkRanks(s, warn)
-	if s.DataAware() {
-		needTok := false
-		for i, a := range s.Adapters {
-			items, err := eval.LoadJSONL(a.Calibration)
-			if err != nil {
-				return nil, fmt.Errorf("adapter %s calibration: %w", a.Name, err)
-			}
-			if s.Parameters.Samples > len(items) {
-				return nil, fmt.Errorf("%w: adapter %s: parameters.samples is %d but %s has only %d items", ErrInput, a.Name, s.Parameters.Samples, a.Calibration, len(items))
-			}
-			items = items[:s.Parameters.Samples]
-			for _, it := range items {
-				if len(it.InputIDs) == 0 {
-					needTok = true
-				}
-				for _, id := range it.InputIDs {
-					if id >= cfg.Vocab {
-						return nil, fmt.Errorf("%s: %w: token id %d is outside the base model's vocabulary of %d", it.Source, ErrInput, id, cfg.Vocab)
-					}
-				}
-			}
-			in.Tasks[i].Items = items
-		}
-		if needTok {
-			if in.Tokenizer, err = tokenizer.LoadDir(s.BaseModel); err != nil {
-				return nil, fmt.Errorf("base_model: calibration prompts need the tokenizer: %w", err)
-			}
-		}
-	}
-	if err := Hash(s, in.Hashes); err != nil {
-		return nil, err
-	}
-	return in, nil
+	sort.Strings(names)
+	in.BaseModelName = s.BaseModel
+	warn("the adapters name different base models (%s); their shapes fit %s, which the merged adapter names as base_model_name_or_path", strings.Join(names, ", "), s.BaseModel)
 }
 
 func leafNames(a *adapter.Adapter) []string {
@@ -170,4 +213,64 @@ func leafNames(a *adapter.Adapter) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// loadCalibration reads the first parameters.samples items of every calibration file and checks
+// their token ids and lengths against the base model, loading the tokenizer when an item is a
+// prompt.
+func (in *Inputs) loadCalibration(s *spec.Spec) error {
+	needTok := false
+	for i, a := range s.Adapters {
+		items, err := eval.LoadJSONL(a.Calibration)
+		if err != nil {
+			return fmt.Errorf("adapter %s calibration: %w", a.Name, err)
+		}
+		if s.Parameters.Samples > len(items) {
+			return fmt.Errorf("%w: adapter %s: parameters.samples is %d but %s has only %d items", ErrInput, a.Name, s.Parameters.Samples, a.Calibration, len(items))
+		}
+		items = items[:s.Parameters.Samples]
+		for _, it := range items {
+			if len(it.InputIDs) == 0 {
+				needTok = true
+			}
+			for _, id := range it.InputIDs {
+				if id >= in.Config.Vocab {
+					return fmt.Errorf("%s: %w: token id %d is outside the base model's vocabulary of %d", it.Source, ErrInput, id, in.Config.Vocab)
+				}
+			}
+		}
+		in.Tasks[i].Items = items
+	}
+	if needTok {
+		var err error
+		if in.Tokenizer, err = tokenizer.LoadDir(s.BaseModel); err != nil {
+			return fmt.Errorf("base_model: calibration prompts need the tokenizer: %w", err)
+		}
+	}
+	return in.checkLengths(s.BaseModel)
+}
+
+// checkLengths refuses calibration sequences the base model cannot take: input_ids longer than
+// its max_position_embeddings, or a prompt that leaves no position for a completion token.
+func (in *Inputs) checkLengths(base string) error {
+	limit := in.Config.MaxLength()
+	from := fmt.Sprintf("max_position_embeddings in %s", filepath.Join(base, "config.json"))
+	if in.Config.MaxPositions == 0 {
+		from = fmt.Sprintf("%s/config.json has no max_position_embeddings; transformers' default for %s", base, in.Config.ModelType)
+	}
+	for _, t := range in.Tasks {
+		for _, it := range t.Items {
+			if len(it.InputIDs) > 0 {
+				if len(it.InputIDs) > limit {
+					return fmt.Errorf("%s: %w: input_ids hold %d tokens, more than the base model takes: %d positions (%s)", it.Source, ErrInput, len(it.InputIDs), limit, from)
+				}
+				continue
+			}
+			if n := len(in.Tokenizer.Encode(it.Prompt, true)); n >= limit {
+				return fmt.Errorf("%s: %w: the prompt is %d tokens (%d bytes), and the base model takes %d positions (%s): no room for a completion",
+					it.Source, ErrInput, n, len(it.Prompt), limit, from)
+			}
+		}
+	}
+	return nil
 }

@@ -109,10 +109,6 @@ func Current() Backend {
 	return current
 }
 
-// SetThreads sets the current backend's thread count (OpenBLAS's
-// openblas_set_num_threads); it does nothing on gonum.
-func SetThreads(n int) { Current().SetThreads(n) }
-
 // Init installs a BLAS/LAPACK implementation for gonum's blas32, blas64 and
 // lapack64 packages, so every gonum mat, blas and lapack call uses it.
 //

@@ -54,7 +54,7 @@ func TestInitOpenBLAS(t *testing.T) {
 	if got := b.Threads(); got != 1 {
 		t.Errorf("after SetThreads(1), Threads() = %d", got)
 	}
-	SetThreads(threads)
+	Current().SetThreads(threads)
 	if got := b.Threads(); got != threads {
 		t.Errorf("after SetThreads(%d), Threads() = %d", threads, got)
 	}

@@ -111,7 +111,7 @@ func benchSPD() *mat.SymDense {
 	return spd4096
 }
 
-// BenchmarkCholeskySolve: CholeskySolve (copy, potrf, condition estimate,
+// BenchmarkCholeskySolve: choleskySolve (copy, potrf, condition estimate,
 // potrs) of an SPD n=4096 system with 64 right-hand sides; n³/3 + 2n²·64
 // flops.
 func BenchmarkCholeskySolve(b *testing.B) {
@@ -122,7 +122,7 @@ func BenchmarkCholeskySolve(b *testing.B) {
 		benchBackends(b, fn*fn*fn/3+2*fn*fn*float64(nrhs), func(b *testing.B) {
 			h := benchSPD()
 			for b.Loop() {
-				if _, err := CholeskySolve(h, rhs); err != nil {
+				if _, err := choleskySolve(h, rhs); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -11,7 +11,7 @@
 // gonum checks it: a call that gonum rejects is handed to gonum, which
 // panics with its usual message.
 //
-// The dense helpers (CholeskySolve, LUSolve, PinvSolveSym, SolveSym,
+// The dense helpers (choleskySolve, luSolve, pinvSolveSym, SolveSym,
 // TruncateFactors, TruncateDense) work on row-major *mat.Dense and
 // *mat.SymDense values and go through lapack64/blas64, so they run on
 // whichever backend Init installed.

@@ -18,7 +18,7 @@ var (
 	ErrNotPositiveDefinite = errors.New("linalg: matrix is not positive definite")
 	// ErrSingular means a matrix is singular to working precision: an exact
 	// zero pivot, or an estimated reciprocal condition number below
-	// DefaultRcond(n).
+	// defaultRcond(n).
 	ErrSingular = errors.New("linalg: matrix is singular")
 	// ErrShape means the operands' dimensions do not fit together or are empty.
 	ErrShape = errors.New("linalg: dimension mismatch")
@@ -37,23 +37,23 @@ const (
 	MethodPinv     = "pinv"
 )
 
-// DefaultRcond is the tolerance used for an n×n system: n times the machine
+// defaultRcond is the tolerance used for an n×n system: n times the machine
 // epsilon of float64 (as numpy.linalg.lstsq and matrix_rank use). Systems
 // whose estimated reciprocal condition number falls below it are treated
-// as singular, and PinvSolveSym called by SolveSym drops eigenvalues below
-// DefaultRcond(n) times the largest magnitude.
-func DefaultRcond(n int) float64 {
+// as singular, and pinvSolveSym called by SolveSym drops eigenvalues below
+// defaultRcond(n) times the largest magnitude.
+func defaultRcond(n int) float64 {
 	return float64(max(n, 1)) * 0x1p-52
 }
 
-// CholeskySolve solves H X = B for symmetric positive definite H (n×n) and
+// choleskySolve solves H X = B for symmetric positive definite H (n×n) and
 // B (n×nrhs) with LAPACK potrf and potrs, without LAPACK's condition
 // estimate. It returns ErrNotPositiveDefinite when potrf fails, and
 // ErrSingular when H is positive definite only to working precision: a
 // cheap estimate of its reciprocal condition number (two steps of inverse
 // iteration on estimateBlock vectors, the first solved together with B)
-// falls below DefaultRcond(n). H and B are not modified.
-func CholeskySolve(h *mat.SymDense, b *mat.Dense) (*mat.Dense, error) {
+// falls below defaultRcond(n). H and B are not modified.
+func choleskySolve(h *mat.SymDense, b *mat.Dense) (*mat.Dense, error) {
 	n, err := checkSystem(h, b)
 	if err != nil {
 		return nil, err
@@ -65,18 +65,18 @@ func CholeskySolve(h *mat.SymDense, b *mat.Dense) (*mat.Dense, error) {
 	}
 	solve := func(x blas64.General) { lapack64.Potrs(u, x) }
 	x, invNorm := solveWithEstimate(n, b, solve, solve)
-	if rc := 1 / (normF * invNorm); !(rc >= DefaultRcond(n)) {
+	if rc := 1 / (normF * invNorm); !(rc >= defaultRcond(n)) {
 		return nil, fmt.Errorf("%w: %d×%d matrix is positive definite only to working precision (estimated rcond %.3g < %.3g)",
-			ErrSingular, n, n, rc, DefaultRcond(n))
+			ErrSingular, n, n, rc, defaultRcond(n))
 	}
 	return x, nil
 }
 
-// LUSolve solves A X = B for square A (n×n) and B (n×nrhs) with LAPACK
+// luSolve solves A X = B for square A (n×n) and B (n×nrhs) with LAPACK
 // getrf and getrs. It returns ErrSingular for an exactly zero pivot or an
-// estimated reciprocal condition number below DefaultRcond(n). A and B are
+// estimated reciprocal condition number below defaultRcond(n). A and B are
 // not modified.
-func LUSolve(a *mat.Dense, b *mat.Dense) (*mat.Dense, error) {
+func luSolve(a *mat.Dense, b *mat.Dense) (*mat.Dense, error) {
 	if a == nil || b == nil || a.IsEmpty() || b.IsEmpty() {
 		return nil, fmt.Errorf("%w: empty or nil A or B", ErrShape)
 	}
@@ -101,18 +101,18 @@ func LUSolve(a *mat.Dense, b *mat.Dense) (*mat.Dense, error) {
 	x, invNorm := solveWithEstimate(n, b,
 		func(x blas64.General) { lapack64.Getrs(blas.NoTrans, raw, x, ipiv) },
 		func(x blas64.General) { lapack64.Getrs(blas.Trans, raw, x, ipiv) })
-	if rc := 1 / (mat.Norm(a, 2) * invNorm); !(rc >= DefaultRcond(n)) { // Frobenius norm
-		return nil, fmt.Errorf("%w: %d×%d matrix (estimated rcond %.3g < %.3g)", ErrSingular, n, n, rc, DefaultRcond(n))
+	if rc := 1 / (mat.Norm(a, 2) * invNorm); !(rc >= defaultRcond(n)) { // Frobenius norm
+		return nil, fmt.Errorf("%w: %d×%d matrix (estimated rcond %.3g < %.3g)", ErrSingular, n, n, rc, defaultRcond(n))
 	}
 	return x, nil
 }
 
-// PinvSolveSym returns the minimum-norm least-squares solution of H X = B
+// pinvSolveSym returns the minimum-norm least-squares solution of H X = B
 // for symmetric H, pinv(H) B, from the symmetric eigendecomposition of H
 // (LAPACK syev; dsyevr on OpenBLAS). Eigenvalues of magnitude at most
 // rcond times the largest magnitude are dropped (rcond = 0 drops only
 // exact zeros).
-func PinvSolveSym(h *mat.SymDense, b *mat.Dense, rcond float64) (*mat.Dense, error) {
+func pinvSolveSym(h *mat.SymDense, b *mat.Dense, rcond float64) (*mat.Dense, error) {
 	n, err := checkSystem(h, b)
 	if err != nil {
 		return nil, err
@@ -163,15 +163,15 @@ func PinvSolveSym(h *mat.SymDense, b *mat.Dense, rcond float64) (*mat.Dense, err
 
 // SolveSym solves H X = B for symmetric H: by Cholesky when H is positive
 // definite, else by LU when H is nonsingular, else by the pseudo-inverse
-// (PinvSolveSym with DefaultRcond(n)). method is MethodCholesky, MethodLU
+// (pinvSolveSym with defaultRcond(n)). method is MethodCholesky, MethodLU
 // or MethodPinv. Shape and non-finite errors are returned as they are.
 func SolveSym(h *mat.SymDense, b *mat.Dense) (x *mat.Dense, method string, err error) {
-	x, err = CholeskySolve(h, b)
+	x, err = choleskySolve(h, b)
 	if err == nil {
 		return x, MethodCholesky, nil
 	}
 	if errors.Is(err, ErrNotPositiveDefinite) {
-		x, err = LUSolve(mat.DenseCopyOf(h), b)
+		x, err = luSolve(mat.DenseCopyOf(h), b)
 		if err == nil {
 			return x, MethodLU, nil
 		}
@@ -181,7 +181,7 @@ func SolveSym(h *mat.SymDense, b *mat.Dense) (x *mat.Dense, method string, err e
 	} else if !errors.Is(err, ErrSingular) {
 		return nil, "", err
 	}
-	x, err = PinvSolveSym(h, b, DefaultRcond(h.SymmetricDim()))
+	x, err = pinvSolveSym(h, b, defaultRcond(h.SymmetricDim()))
 	if err != nil {
 		return nil, "", err
 	}

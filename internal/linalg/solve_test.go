@@ -35,7 +35,7 @@ func TestCholeskySolve(t *testing.T) {
 			b := randDense(rng, tc.n, tc.nrhs)
 			h0, b0 := mat.NewSymDense(tc.n, nil), mat.DenseCopyOf(b)
 			h0.CopySym(h)
-			x, err := CholeskySolve(h, b)
+			x, err := choleskySolve(h, b)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,7 +70,7 @@ func TestCholeskySolveErrors(t *testing.T) {
 		{"ill-conditioned", mat.NewSymDense(2, []float64{1, 0, 0, 1e-18}), randDense(rng, 2, 1), ErrSingular},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := CholeskySolve(tc.h, tc.b)
+			_, err := choleskySolve(tc.h, tc.b)
 			if !errors.Is(err, tc.want) {
 				t.Errorf("error %v, want %v", err, tc.want)
 			}
@@ -85,7 +85,7 @@ func TestLUSolve(t *testing.T) {
 			a := randDense(rng, tc.n, tc.n)
 			b := randDense(rng, tc.n, tc.nrhs)
 			a0 := mat.DenseCopyOf(a)
-			x, err := LUSolve(a, b)
+			x, err := luSolve(a, b)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -115,7 +115,7 @@ func TestLUSolve(t *testing.T) {
 		{"NaN", mat.NewDense(1, 1, []float64{math.NaN()}), randDense(rng, 1, 1), ErrNotFinite},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := LUSolve(tc.a, tc.b); !errors.Is(err, tc.want) {
+			if _, err := luSolve(tc.a, tc.b); !errors.Is(err, tc.want) {
 				t.Errorf("error %v, want %v", err, tc.want)
 			}
 		})
@@ -141,7 +141,7 @@ func TestPinvSolveSym(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h, q := symFromEig(rng, tc.eig)
 			b := randDense(rng, len(tc.eig), tc.nrhs)
-			x, err := PinvSolveSym(h, b, tc.rcond)
+			x, err := pinvSolveSym(h, b, tc.rcond)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -152,7 +152,7 @@ func TestPinvSolveSym(t *testing.T) {
 		})
 	}
 	for _, rc := range []float64{-1, math.NaN(), math.Inf(1)} {
-		if _, err := PinvSolveSym(gram(rng, 3, 2, 0), randDense(rng, 2, 1), rc); !errors.Is(err, ErrBadRcond) {
+		if _, err := pinvSolveSym(gram(rng, 3, 2, 0), randDense(rng, 2, 1), rc); !errors.Is(err, ErrBadRcond) {
 			t.Errorf("rcond %v: error %v, want ErrBadRcond", rc, err)
 		}
 	}
@@ -250,9 +250,9 @@ func TestSolversBackendsAgree(t *testing.T) {
 			}
 			r.x = append(r.x, x)
 		}
-		add(CholeskySolve(spd, b))
-		add(LUSolve(gen, b))
-		add(PinvSolveSym(sing, b, 1e-10))
+		add(choleskySolve(spd, b))
+		add(luSolve(gen, b))
+		add(pinvSolveSym(sing, b, 1e-10))
 		for _, h := range []*mat.SymDense{spd, indef, sing} {
 			x, m, err := SolveSym(h, b)
 			add(x, err)
@@ -261,7 +261,7 @@ func TestSolversBackendsAgree(t *testing.T) {
 		return r
 	}
 	g, o := bothBackends(t, run)
-	names := []string{"CholeskySolve", "LUSolve", "PinvSolveSym", "SolveSym(spd)", "SolveSym(indefinite)", "SolveSym(singular)"}
+	names := []string{"choleskySolve", "luSolve", "pinvSolveSym", "SolveSym(spd)", "SolveSym(indefinite)", "SolveSym(singular)"}
 	for i := range g.x {
 		if e := relErr(t, o.x[i], g.x[i]); e > 1e-12 {
 			t.Errorf("%s: openblas vs gonum relative difference %.3g", names[i], e)

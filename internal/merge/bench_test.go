@@ -69,7 +69,7 @@ func BenchmarkSolveIterISDelta4096(b *testing.B) {
 			}
 		}
 	})
-	coefs, err := AdaptiveCoefs(w0, f, g)
+	coefs, err := adaptiveCoefs(w0, f, g)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -86,7 +86,7 @@ type SolveOptions struct {
 	// of computing them. They depend only on W0, dW_i and G_i, which do not
 	// change between IterIS steps, and computing them costs one m x n x n
 	// product (W0^T W0), so a caller can compute them once with
-	// AdaptiveCoefs (or take SiteResult.Coefs of the first step) and pass
+	// adaptiveCoefs (or take SiteResult.Coefs of the first step) and pass
 	// them to later steps.
 	Coefs []float64
 	// Rank is the output rank: 0 = R = sum of input ranks; -1 = no
@@ -96,9 +96,6 @@ type SolveOptions struct {
 	Rank int
 	// Seed drives the randomized truncation of large dense updates.
 	Seed uint64
-	// Reduce is RegMean's off-diagonal shrink (1 = none). SolveIterIS does
-	// not use it; it is here so one options value can describe both solves.
-	Reduce float64
 }
 
 // SiteResult is the merged update of one site.
@@ -113,8 +110,6 @@ type SiteResult struct {
 	// sum_i w_i ||X~_i (W0+dW)^T - X_i (W0+dW_i)^T||_F^2 for Full, with dW
 	// the returned (possibly truncated) B A, computed from the Grams.
 	Residual float64
-	// RelChange is left for the caller (see RelChange).
-	RelChange float64
 	// Method names how H was solved: cholesky, lu or pinv.
 	Method string
 }
@@ -233,10 +228,10 @@ func SolveIterIS(w0 *mat.Dense, f []Factor, g []gram.Grams, opt SolveOptions) (S
 	return res, nil
 }
 
-// AdaptiveCoefs returns the adaptive weights
+// adaptiveCoefs returns the adaptive weights
 // c_i = ||W0+dW_i||_F^2 / tr((W0+dW_i) G_i (W0+dW_i)^T) of one site, from
 // the task Grams G_i (P and Q are not used).
-func AdaptiveCoefs(w0 *mat.Dense, f []Factor, g []gram.Grams) ([]float64, error) {
+func adaptiveCoefs(w0 *mat.Dense, f []Factor, g []gram.Grams) ([]float64, error) {
 	plain := make([]gram.Grams, len(g))
 	for i, gi := range g {
 		plain[i] = gram.Grams{N: gi.N, Tokens: gi.Tokens, G: gi.G, P: gi.G, Q: gi.G}

@@ -435,12 +435,12 @@ func TestSolveErrors(t *testing.T) {
 	}
 }
 
-// TestGivenCoefs: coefficients computed once (AdaptiveCoefs) and passed to a
+// TestGivenCoefs: coefficients computed once (adaptiveCoefs) and passed to a
 // later step give the same solve, without W0 for the delta objective.
 func TestGivenCoefs(t *testing.T) {
 	w0, ts := baseSite.build(t)
 	g := grams(t, ts, false)
-	coefs, err := AdaptiveCoefs(w0, factors(ts), g)
+	coefs, err := adaptiveCoefs(w0, factors(ts), g)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -176,31 +176,6 @@ func MagnitudePruneDense(f []Factor, density float64, rank int, seed uint64) (b,
 	})
 }
 
-// DARELinearDense is PEFT's "dare_linear_svd".
-func DARELinearDense(f []Factor, density float64, rank int, seed uint64) (b, a *mat.Dense, err error) {
-	if err := checkDensity(density, true); err != nil {
-		return nil, nil, err
-	}
-	rng := rand.New(rand.NewPCG(seed, dareStream))
-	return dense(f, rank, seed, func(ts []*mat.Dense, w []float64) *mat.Dense {
-		return weightedSum(randomPruneAll(ts, density, rng), w)
-	})
-}
-
-// DARETiesDense is PEFT's "dare_ties_svd".
-func DARETiesDense(f []Factor, density float64, majority string, rank int, seed uint64) (b, a *mat.Dense, err error) {
-	if err := checkDensity(density, true); err != nil {
-		return nil, nil, err
-	}
-	if err := checkMajority(majority); err != nil {
-		return nil, nil, err
-	}
-	rng := rand.New(rand.NewPCG(seed, dareStream))
-	return dense(f, rank, seed, func(ts []*mat.Dense, w []float64) *mat.Dense {
-		return ties(randomPruneAll(ts, density, rng), w, majority)
-	})
-}
-
 // dareStream separates the DARE generator from other users of the seed.
 const dareStream = 0xda4e
 

@@ -197,8 +197,6 @@ func TestDenseVariants(t *testing.T) {
 			ties(magnitudePruneAll(ds, 0.5), w, MajorityTotal)},
 		{"magnitude_prune_svd", func(k int) (*mat.Dense, *mat.Dense, error) { return MagnitudePruneDense(f, 0.5, k, 1) },
 			weightedSum(magnitudePruneAll(ds, 0.5), w)},
-		{"dare_linear_svd density 1", func(k int) (*mat.Dense, *mat.Dense, error) { return DARELinearDense(f, 1, k, 1) },
-			weightedSum(ds, w)},
 	}
 	for _, tc := range cases {
 		for _, k := range []int{0, 3, 7} {
@@ -212,9 +210,6 @@ func TestDenseVariants(t *testing.T) {
 			}
 			assertRel(t, tc.name, product(b, a), bestRank(t, tc.want, wantK), 1e-10)
 		}
-	}
-	if _, _, err := DARETiesDense(f, 0.5, MajorityTotal, 2, 1); err != nil {
-		t.Errorf("dare_ties_svd: %v", err)
 	}
 }
 

@@ -73,7 +73,7 @@ func (h *Handler) Prepare(ctx context.Context, sub protocol.Submit, job string, 
 	for _, w := range s.Warnings() {
 		warn("%s", w)
 	}
-	in, err := inputs.Prepare(s, warn)
+	in, err := inputs.Prepare(ctx, inputs.Config{Spec: s, Warn: warn})
 	if err != nil {
 		return coordinator.JobSpec{}, err
 	}

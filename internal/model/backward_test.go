@@ -41,7 +41,7 @@ func randomBlockModel(t *testing.T, seed uint64) *Model {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ParseConfig(cfgJSON, "random block")
+	cfg, err := parseConfig(cfgJSON, "random block")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,8 +61,23 @@ type Config struct {
 	EOS []int
 	// PAD is pad_token_id, or -1.
 	PAD int
-	// MaxPositions is max_position_embeddings (0 when absent); informational.
+	// MaxPositions is max_position_embeddings (0 when absent); see MaxLength.
 	MaxPositions int
+}
+
+// Defaults of max_position_embeddings when config.json has none, as transformers' config classes
+// set them.
+var defaultMaxPositions = map[string]int{"llama": 2048, "mistral": 4096 * 32, "qwen2": 32768}
+
+// MaxLength is the longest sequence the model accepts: max_position_embeddings, or
+// transformers' default for the model type when config.json has none. The engine refuses
+// positions beyond it (rotary embeddings are not trained there), which also bounds every
+// sequence's attention (see AttentionBlock).
+func (c Config) MaxLength() int {
+	if c.MaxPositions > 0 {
+		return c.MaxPositions
+	}
+	return defaultMaxPositions[c.ModelType]
 }
 
 // rawConfig mirrors config.json; pointer fields tell absent from zero.
@@ -100,11 +115,11 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("model config: %w", err)
 	}
-	return ParseConfig(b, path)
+	return parseConfig(b, path)
 }
 
-// ParseConfig parses config.json bytes; name is used in error messages.
-func ParseConfig(b []byte, name string) (Config, error) {
+// parseConfig parses config.json bytes; name is used in error messages.
+func parseConfig(b []byte, name string) (Config, error) {
 	var r rawConfig
 	if err := json.Unmarshal(b, &r); err != nil {
 		return Config{}, fmt.Errorf("%s: %w: not a JSON config object: %v", name, ErrInvalid, err)
@@ -150,6 +165,9 @@ func ParseConfig(b []byte, name string) (Config, error) {
 	}
 	c.Hidden, c.Layers, c.Heads = r.HiddenSize, r.NumLayers, r.NumHeads
 	c.Intermediate, c.Vocab, c.MaxPositions = r.Intermediate, r.VocabSize, r.MaxPositions
+	if c.MaxPositions < 0 {
+		return c, bad("max_position_embeddings", "must be a positive integer, got %d", c.MaxPositions)
+	}
 	c.KVHeads = c.Heads
 	if r.NumKVHeads != nil {
 		c.KVHeads = *r.NumKVHeads

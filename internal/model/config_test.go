@@ -75,7 +75,7 @@ func TestParseConfigVariants(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := ParseConfig(withFields(t, tc.fields), "config.json")
+			c, err := parseConfig(withFields(t, tc.fields), "config.json")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +109,7 @@ func TestParseConfigRefusals(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig(withFields(t, tc.fields), "dir/config.json")
+			_, err := parseConfig(withFields(t, tc.fields), "dir/config.json")
 			if !errors.Is(err, tc.target) {
 				t.Fatalf("error %v, want %v", err, tc.target)
 			}
@@ -120,7 +120,7 @@ func TestParseConfigRefusals(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseConfig([]byte("[1,2]"), "x/config.json"); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "x/config.json") {
+	if _, err := parseConfig([]byte("[1,2]"), "x/config.json"); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "x/config.json") {
 		t.Errorf("non-object config: %v", err)
 	}
 }
@@ -206,7 +206,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"model_type":"qwen2","hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":4,"vocab_size":3,"eos_token_id":[1,2]}`))
 	f.Add([]byte(`{"model_type":"llama","rope_scaling":{"type":"yarn"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := ParseConfig(data, "fuzz/config.json")
+		c, err := parseConfig(data, "fuzz/config.json")
 		if err == nil && (c.Hidden <= 0 || c.HeadDim <= 0 || c.KVHeads <= 0 || c.Heads%c.KVHeads != 0) {
 			t.Fatalf("accepted an impossible config %+v", c)
 		}
@@ -243,7 +243,7 @@ func TestCheckCheckpointRefusesUnbackedSizes(t *testing.T) {
 		}
 		m[tc.field] = tc.value
 		b, _ := json.Marshal(m)
-		c, err := ParseConfig(b, "edited/config.json")
+		c, err := parseConfig(b, "edited/config.json")
 		if err != nil {
 			t.Fatalf("%s: %v", tc.field, err)
 		}
@@ -263,7 +263,7 @@ func TestCheckCheckpointRefusesUnbackedSizes(t *testing.T) {
 			t.Errorf("%s: the check allocated %d bytes", tc.field, grew)
 		}
 	}
-	c, _ := ParseConfig(raw, "config.json")
+	c, _ := parseConfig(raw, "config.json")
 	if err := c.CheckCheckpoint(f, "fixture"); err != nil {
 		t.Errorf("the fixture's own config: %v", err)
 	}

@@ -184,6 +184,9 @@ func (m *Model) newState(lens, start []int, cache *Cache, slots []int) (*State, 
 		if p < 0 {
 			return nil, fmt.Errorf("%w: sequence %d starts at position %d", ErrInvalid, i, p)
 		}
+		if limit := c.MaxLength(); p+n > limit {
+			return nil, fmt.Errorf("%w: sequence %d needs %d positions, more than the model's max_position_embeddings of %d", ErrInvalid, i, p+n, limit)
+		}
 		st.Offsets = append(st.Offsets, st.Rows)
 		st.Lens = append(st.Lens, n)
 		st.Start = append(st.Start, p)
@@ -503,44 +506,31 @@ func (m *Model) attention(l int, st *State, q, k, v []float32) []float32 {
 	}
 	group := c.Heads / c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(d)))
-	type job struct{ s, h int }
+	// One job is a block of at most AttentionBlock query rows of one head of one sequence, so
+	// the scores held at once are AttentionBlock x L per worker, not L x L.
+	type job struct{ s, h, r0 int }
 	jobs := make(chan job)
 	var wg sync.WaitGroup
-	workers := runtime.GOMAXPROCS(0)
-	if n := len(st.Lens) * c.Heads; n < workers {
-		workers = n
+	njobs := 0
+	for _, n := range st.Lens {
+		njobs += c.Heads * ((n + AttentionBlock - 1) / AttentionBlock)
 	}
+	workers := min(runtime.GOMAXPROCS(0), njobs)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var scores []float32
 			for j := range jobs {
-				s, h := j.s, j.h
-				o, n, start := st.Offsets[s], st.Lens[s], st.Start[s]
-				L := start + n
-				if cap(scores) < n*L {
-					scores = make([]float32, n*L)
-				}
-				S := blas32.General{Rows: n, Cols: L, Stride: L, Data: scores[:n*L]}
-				kv := h / group
-				Q := blas32.General{Rows: n, Cols: d, Stride: qw, Data: q[o*qw+h*d:]}
-				K := blas32.General{Rows: L, Cols: d, Stride: kw, Data: keys[s][kv*d:]}
-				V := blas32.General{Rows: L, Cols: d, Stride: kw, Data: vals[s][kv*d:]}
-				// The per-head products are small and already run in parallel across heads:
-				// gonum's own kernel avoids a threaded BLAS's per-call overhead here.
-				smallBLAS.Sgemm(blas.NoTrans, blas.Trans, n, L, d, scale, Q.Data, Q.Stride, K.Data, K.Stride, 0, S.Data, S.Stride)
-				for i := 0; i < n; i++ {
-					causalSoftmax(S.Data[i*L:(i+1)*L], start+i+1)
-				}
-				Out := blas32.General{Rows: n, Cols: d, Stride: qw, Data: out[o*qw+h*d:]}
-				smallBLAS.Sgemm(blas.NoTrans, blas.NoTrans, n, d, L, 1, S.Data, S.Stride, V.Data, V.Stride, 0, Out.Data, Out.Stride)
+				scores = m.attendBlock(st, j.s, j.h/group, j.h, j.r0, q, keys[j.s], vals[j.s], out, scale, scores)
 			}
 		}()
 	}
 	for s := range st.Lens {
 		for h := 0; h < c.Heads; h++ {
-			jobs <- job{s, h}
+			for r0 := 0; r0 < st.Lens[s]; r0 += AttentionBlock {
+				jobs <- job{s, h, r0}
+			}
 		}
 	}
 	close(jobs)
@@ -570,4 +560,39 @@ func causalSoftmax(row []float32, lim int) {
 	for j := lim; j < len(row); j++ {
 		row[j] = 0
 	}
+}
+
+// AttentionBlock is the number of query rows whose attention scores are computed together: the
+// scores of one block take AttentionBlock x L float32 per worker for a sequence of L positions.
+// It is a multiple of gonum's 64-wide GEMM tile of at least 192, so a sequence longer than a
+// block gives bit for bit the result of computing all its rows at once (a block then has at least
+// four tiles, so gonum takes the same parallel path with the same summation order).
+const AttentionBlock = 256
+
+// attendBlock computes causal attention for query rows [r0, r0+AttentionBlock) of head h (key
+// and value head kv) of sequence s, writing them into out. scores is scratch space, returned
+// for reuse.
+func (m *Model) attendBlock(st *State, s, kv, h, r0 int, q, keys, vals, out []float32, scale float32, scores []float32) []float32 {
+	c := m.Config
+	d := c.HeadDim
+	qw, kw := c.Heads*d, c.KVHeads*d
+	o, start := st.Offsets[s]+r0, st.Start[s]
+	n := min(AttentionBlock, st.Lens[s]-r0)
+	L := start + st.Lens[s]
+	if cap(scores) < n*L {
+		scores = make([]float32, n*L)
+	}
+	S := blas32.General{Rows: n, Cols: L, Stride: L, Data: scores[:n*L]}
+	Q := blas32.General{Rows: n, Cols: d, Stride: qw, Data: q[o*qw+h*d:]}
+	K := blas32.General{Rows: L, Cols: d, Stride: kw, Data: keys[kv*d:]}
+	V := blas32.General{Rows: L, Cols: d, Stride: kw, Data: vals[kv*d:]}
+	// The per-head products are small and already run in parallel across heads: gonum's own
+	// kernel avoids a threaded BLAS's per-call overhead here.
+	smallBLAS.Sgemm(blas.NoTrans, blas.Trans, n, L, d, scale, Q.Data, Q.Stride, K.Data, K.Stride, 0, S.Data, S.Stride)
+	for i := 0; i < n; i++ {
+		causalSoftmax(S.Data[i*L:(i+1)*L], start+r0+i+1) // causal: positions < lim are visible
+	}
+	Out := blas32.General{Rows: n, Cols: d, Stride: qw, Data: out[o*qw+h*d:]}
+	smallBLAS.Sgemm(blas.NoTrans, blas.NoTrans, n, d, L, 1, S.Data, S.Stride, V.Data, V.Stride, 0, Out.Data, Out.Stride)
+	return scores
 }

@@ -43,8 +43,12 @@ func Write(ctx context.Context, opt Options, report *Report, mods []*adapter.Mod
 	if err != nil {
 		return err
 	}
+	card, err := modelCard(opt, report)
+	if err != nil {
+		return err
+	}
 	files := map[string][]byte{
-		"README.md":          []byte(modelCard(opt, report)),
+		"README.md":          []byte(card),
 		"merge_report.json":  rj,
 		"iteris_config.yaml": opt.Spec.Raw,
 	}

@@ -47,7 +47,7 @@ func testCases(t *testing.T) []eval.Case {
 		items = append(items, it...)
 	}
 	eos, _ := tok.EOS()
-	cases, err := eval.Cases(items, tok, eos)
+	cases, _, err := eval.Cases(items, tok, eos, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

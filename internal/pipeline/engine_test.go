@@ -330,9 +330,9 @@ func TestCalibrationReproducesFixtureTokens(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		seqs, err := Calibrate(tm, tok, items, CalibOptions{Samples: 16, MaxNewTokens: 64, BatchSize: 5})
-		if err != nil {
-			t.Fatal(err)
+		seqs, capped, err := Calibrate(tm, tok, items, CalibOptions{Samples: 16, MaxNewTokens: 64, BatchSize: 5, MaxLength: base.Config.MaxLength()})
+		if err != nil || capped != 0 {
+			t.Fatalf("%s: %v, %d capped", task.Name, err, capped)
 		}
 		got, want := sortedSeqs(seqs), sortedSeqs(calib.CalibTokens[task.Name])
 		if len(got) != 16 || len(want) != 16 {
@@ -342,6 +342,49 @@ func TestCalibrationReproducesFixtureTokens(t *testing.T) {
 			if got[i] != want[i] {
 				t.Errorf("%s: calibration sequence %s, fixture %s", task.Name, got[i], want[i])
 			}
+		}
+	}
+}
+
+// TestCalibrationStopsAtMaxLength caps the sequences at 16 tokens: each is the fixture's sequence
+// cut there (greedy completions are prefixes of longer ones), and the cut ones are counted.
+func TestCalibrationStopsAtMaxLength(t *testing.T) {
+	base := loadBase(t)
+	calib := loadCalib(t)
+	tok, err := tokenizer.LoadDir(filepath.Join(fixture, "model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit = 16
+	task := fixtureTasks(t, base)[0]
+	items, err := eval.LoadJSONL(filepath.Join(fixture, "data", task.Name, "calib.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm, err := base.WithLoRA(LoRAs(task.Adapter), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs, capped, err := Calibrate(tm, tok, items, CalibOptions{Samples: 16, MaxNewTokens: 64, BatchSize: 5, MaxLength: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want [][]int
+	wantCapped := 0
+	for _, q := range calib.CalibTokens[task.Name] {
+		if len(q) > limit {
+			q = q[:limit]
+			wantCapped++
+		}
+		want = append(want, q)
+	}
+	if wantCapped == 0 || capped != wantCapped {
+		t.Errorf("%d sequences capped, want %d (> 0 for the test to mean anything)", capped, wantCapped)
+	}
+	got, ws := sortedSeqs(seqs), sortedSeqs(want)
+	for i := range ws {
+		if got[i] != ws[i] {
+			t.Errorf("capped sequence %s, want %s", got[i], ws[i])
 		}
 	}
 }

@@ -32,6 +32,12 @@ type Options struct {
 	Command string
 	// Version is the iteris version, recorded in the report.
 	Version string
+	// EstimateMemory, when set, estimates the merge's peak memory before anything heavy loads;
+	// a merge above MemoryLimit is refused (see inputs.Config). Wire layerplan's
+	// single-process estimate here.
+	EstimateMemory inputs.Estimator
+	// MemoryLimit caps the estimate, in bytes; 0 means the machine's memory.
+	MemoryLimit int64
 }
 
 // Report is merge_report.json (defined in internal/output).
@@ -80,7 +86,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	if err != nil {
 		r.warn("%v", err)
 	}
-	in, err := inputs.Prepare(s, r.warn)
+	in, err := inputs.Prepare(ctx, inputs.Config{Spec: s, Warn: r.warn, Estimate: opt.EstimateMemory, MemoryLimit: opt.MemoryLimit})
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +110,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	r.report.Output.RankClamped = in.RankClamped
 	timings["total"] = time.Since(t0).Seconds()
 	if err := output.Write(ctx, output.Options{Dir: opt.Out, Force: opt.Force, Spec: s, Base: in.Shapes,
-		BaseModelName: s.BaseModel, Command: opt.Command, Warn: r.warn}, r.report, mods); err != nil {
+		BaseModelName: in.BaseModelName, Command: opt.Command, Warn: r.warn}, r.report, mods); err != nil {
 		return nil, err
 	}
 	return r.report, nil
@@ -179,10 +185,14 @@ func (r *runner) calibrate(base *model.Model, in *inputs.Inputs, tasks []*Task) 
 		if err != nil {
 			return err
 		}
-		t.Seqs, err = Calibrate(tm, in.Tokenizer, in.Tasks[i].Items, CalibOptions{Samples: p.Samples, CompletionTokens: p.CompletionTokens,
-			MaxNewTokens: p.MaxNewTokens, BatchSize: p.BatchSize})
+		var capped int
+		t.Seqs, capped, err = Calibrate(tm, in.Tokenizer, in.Tasks[i].Items, CalibOptions{Samples: p.Samples, CompletionTokens: p.CompletionTokens,
+			MaxNewTokens: p.MaxNewTokens, BatchSize: p.BatchSize, MaxLength: base.Config.MaxLength()})
 		if err != nil {
 			return fmt.Errorf("calibration of %s: %w", t.Name, err)
+		}
+		if capped > 0 {
+			r.warn("%d calibration sequences of %s reached the base model's max_position_embeddings (%d) before EOS: their completions stop there", capped, t.Name, base.Config.MaxLength())
 		}
 		ph.Set(i + 1)
 	}

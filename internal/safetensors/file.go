@@ -78,7 +78,7 @@ func newFile(path string, data []byte) (*File, error) {
 	if int64(n) > size-8 {
 		return nil, fmt.Errorf("safetensors: %s: %w: header length %d runs past the end of the %d-byte file", path, ErrMalformed, n, size)
 	}
-	tensors, meta, err := ParseHeader(data[8:8+n], size-8-int64(n))
+	tensors, meta, err := parseHeader(data[8:8+n], size-8-int64(n))
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %s: %w", path, err)
 	}

@@ -103,7 +103,7 @@ func FuzzParseHeader(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, header []byte, dataLen int64) {
-		tensors, _, err := ParseHeader(header, dataLen)
+		tensors, _, err := parseHeader(header, dataLen)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)

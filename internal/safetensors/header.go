@@ -80,7 +80,7 @@ func rawInts(raw json.RawMessage) ([]int64, int, bool) {
 	return out, -1, true
 }
 
-// ParseHeader parses and validates a safetensors header: the N JSON bytes
+// parseHeader parses and validates a safetensors header: the N JSON bytes
 // that follow the 8-byte length, exactly as stored (trailing space padding
 // included). dataLen is the size of the data section, that is the file size
 // minus 8 minus len(header). The returned TensorInfo offsets are absolute
@@ -89,7 +89,7 @@ func rawInts(raw json.RawMessage) ([]int64, int, bool) {
 //
 // Errors wrap ErrMalformed (ErrUnsupportedDType for an unknown dtype) and
 // name the tensor concerned; they do not name a file, which callers add.
-func ParseHeader(header []byte, dataLen int64) (map[string]TensorInfo, map[string]string, error) {
+func parseHeader(header []byte, dataLen int64) (map[string]TensorInfo, map[string]string, error) {
 	if dataLen < 0 {
 		return nil, nil, fmt.Errorf("%w: negative data section length %d", ErrMalformed, dataLen)
 	}

@@ -131,7 +131,7 @@ func TestParseHeaderValid(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, meta, err := ParseHeader([]byte(tc.header), tc.dataLen)
+			got, meta, err := parseHeader([]byte(tc.header), tc.dataLen)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -225,8 +225,8 @@ func (s *Spec) checkPaths() []*Error {
 		}
 		fi, err := os.Stat(path)
 		if err != nil {
-			hint := ""
-			if errors.Is(err, os.ErrNotExist) && key == "base_model" && !filepath.IsAbs(path) &&
+			hint := s.relativeHint(path, err)
+			if hint == "" && errors.Is(err, os.ErrNotExist) && key == "base_model" && !filepath.IsAbs(path) &&
 				strings.Count(path, "/") == 1 && !strings.HasPrefix(path, ".") {
 				hint = " (Hugging Face hub ids are not downloaded: give a local directory)"
 			}
@@ -256,11 +256,26 @@ func (s *Spec) checkPaths() []*Error {
 		dir(key+".path", a.Path, "adapter directory", []string{adapterConfigFile}, []string{adapterWeightFile})
 		if s.DataAware() && a.Calibration != "" {
 			if err := readable(a.Calibration); err != nil {
-				errs = append(errs, s.errorAt(key+".calibration", "calibration file %s: %v", a.Calibration, err))
+				_, serr := os.Stat(a.Calibration)
+				errs = append(errs, s.errorAt(key+".calibration", "calibration file %s: %v%s", a.Calibration, err, s.relativeHint(a.Calibration, serr)))
 			}
 		}
 	}
 	return errs
+}
+
+// relativeHint explains a relative path that does not exist from the working directory but does
+// from the config file's folder: paths are relative to the working directory, as in mergekit.
+func (s *Spec) relativeHint(path string, statErr error) string {
+	if !errors.Is(statErr, os.ErrNotExist) || filepath.IsAbs(path) || s.Path == "" {
+		return ""
+	}
+	alt := filepath.Join(filepath.Dir(s.Path), path)
+	if _, err := os.Stat(alt); err != nil || filepath.Clean(alt) == filepath.Clean(path) {
+		return ""
+	}
+	return fmt.Sprintf(" (but %s exists: paths in the config are relative to the working directory, as in mergekit, not to the config file's folder; run from %s or give %s)",
+		alt, filepath.Dir(s.Path), alt)
 }
 
 // statMsg shortens an os error for messages.

@@ -28,8 +28,11 @@ var (
 )
 
 // Limits on the YAML walk: merge keys (`<<: *anchor`) may nest and refer to
-// themselves, so both the depth and the number of mapping entries visited
-// are bounded.
+// themselves, and an alias repeats its anchor's whole value wherever it is
+// used, so both the depth of merges and the number of mapping entries and
+// list items visited (each alias counted every time it is used) are bounded.
+// The walk stops at the first overrun with that one error, so a hostile
+// document costs time linear in its size.
 const (
 	maxMergeDepth = 8
 	entryBudget   = 100000
@@ -41,12 +44,13 @@ type position struct{ line, col int }
 
 // parser walks the YAML node tree of one config.
 type parser struct {
-	file   string
-	errs   []*Error
-	budget int
-	pos    map[string]position
-	given  map[string]bool
-	failed map[string]bool // key paths that already have an error
+	file    string
+	errs    []*Error
+	budget  int
+	overrun *Error // the budget error, once the walk has stopped
+	pos     map[string]position
+	given   map[string]bool
+	failed  map[string]bool // key paths that already have an error
 }
 
 // entry is one key of a mapping, with its value (aliases resolved).
@@ -76,6 +80,9 @@ func Parse(data []byte, path string) (*Spec, error) {
 	}
 	p.pos[""] = position{root.Line, root.Column}
 	m, ok := p.mapping(root, "", rootKeys)
+	if p.overrun != nil {
+		return nil, p.overrun
+	}
 	if !ok {
 		return nil, joinErrors(p.errs)
 	}
@@ -85,9 +92,9 @@ func Parse(data []byte, path string) (*Spec, error) {
 	if e, ok := p.required(m, root, "", "method"); ok {
 		s.Method, _ = p.str(e, "method")
 	}
-	s.Parameters = DefaultParameters(s.Method)
-	s.Output = DefaultOutput()
-	s.Cluster = DefaultCluster()
+	s.Parameters = defaultParameters(s.Method)
+	s.Output = defaultOutput()
+	s.Cluster = defaultCluster()
 	if e, ok := p.required(m, root, "", "adapters"); ok {
 		s.Adapters = p.adapters(e)
 	}
@@ -99,6 +106,9 @@ func Parse(data []byte, path string) (*Spec, error) {
 	}
 	if e, ok := m["cluster"]; ok {
 		p.cluster(e, &s.Cluster)
+	}
+	if p.overrun != nil {
+		return nil, p.overrun
 	}
 	for _, err := range s.check() {
 		if !p.hasFailed(err.Key) {
@@ -173,14 +183,38 @@ func (p *parser) errorf(n *yaml.Node, key, format string, args ...any) {
 	p.failed[key] = true
 }
 
-// hasFailed reports whether key or one of its parents already has an error.
+// hasFailed reports whether key or one of its parents already has an error:
+// one lookup per level of the key path.
 func (p *parser) hasFailed(key string) bool {
-	for k := range p.failed {
-		if k == key || k == "" && key == "" ||
-			k != "" && strings.HasPrefix(key, k) && (key[len(k)] == '.' || key[len(k)] == '[') {
+	for {
+		if p.failed[key] {
 			return true
 		}
+		if key == "" {
+			return false
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			key = ""
+		} else {
+			key = key[:i]
+		}
 	}
+}
+
+// spend counts one mapping entry or list item of node n against the budget.
+// At the first overrun it records the one error the parse returns; it
+// returns false from then on.
+func (p *parser) spend(n *yaml.Node, path string) bool {
+	if p.overrun != nil {
+		return false
+	}
+	if p.budget--; p.budget >= 0 {
+		return true
+	}
+	p.overrun = &Error{File: p.file, Line: n.Line, Column: n.Column, Key: path, Msg: fmt.Sprintf(
+		"the document holds more than %d mapping entries and list items (each use of an alias or merge key counts its anchor's entries again); a merge config needs a few per adapter",
+		entryBudget)}
 	return false
 }
 
@@ -216,10 +250,7 @@ func (p *parser) entries(n *yaml.Node, path string, depth int) map[string]entry 
 	out := map[string]entry{}
 	var merged []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		if p.budget--; p.budget < 0 {
-			if p.budget == -1 {
-				p.errorf(n, path, "the document expands to more than %d mapping entries (aliases and merge keys)", entryBudget)
-			}
+		if !p.spend(n.Content[i], path) {
 			return out
 		}
 		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
@@ -233,6 +264,9 @@ func (p *parser) entries(n *yaml.Node, path string, depth int) map[string]entry 
 				merged = append(merged, v)
 			case yaml.SequenceNode:
 				for _, item := range v.Content {
+					if !p.spend(item, path) {
+						return out
+					}
 					item = resolve(item)
 					if item.Kind != yaml.MappingNode {
 						p.errorf(item, path, "a merge key (<<) takes a mapping or a list of mappings, got %s in the list", describe(item))
@@ -408,10 +442,13 @@ func (p *parser) adapters(e entry) []AdapterSpec {
 		p.errorf(v, "adapters", "expected a list of adapters (mappings with keys %s), got %s", strings.Join(adapterKeys, ", "), describe(v))
 		return nil
 	}
-	out := make([]AdapterSpec, 0, len(v.Content))
+	out := make([]AdapterSpec, 0, min(len(v.Content), entryBudget))
 	for i, item := range v.Content {
-		item = resolve(item)
 		path := fmt.Sprintf("adapters[%d]", i)
+		if !p.spend(item, path) {
+			return out
+		}
+		item = resolve(item)
 		p.pos[path] = position{item.Line, item.Column}
 		a := AdapterSpec{Weight: 1}
 		if isNull(item) {

@@ -73,9 +73,6 @@ var methods = []string{
 	MethodMagnitudePrune, MethodMagnitudePruneSVD, MethodDARELinear, MethodDARETIES,
 }
 
-// Methods returns the names of the accepted merge methods.
-func Methods() []string { return slices.Clone(methods) }
-
 // Values of Parameters.Objective.
 const (
 	// ObjectiveDelta matches each adapter's own update (the paper's form).
@@ -107,7 +104,9 @@ const (
 
 // Values of Cluster.Mode.
 const (
-	// ClusterEmbedded runs NATS, raft and the workers inside the process.
+	// ClusterEmbedded runs the whole merge inside the process. Today that is the
+	// single-process driver; the embedded cluster (an in-process NATS server,
+	// a single-node raft and in-process workers) is not built yet.
 	ClusterEmbedded = "embedded"
 	// ClusterNATS submits the job to a running cluster at Cluster.URL.
 	ClusterNATS = "nats"
@@ -133,7 +132,7 @@ type Spec struct {
 	// weights), as written: a relative path is relative to the working
 	// directory of the process.
 	BaseModel string
-	// Method is one of Methods().
+	// Method is one of the Method* constants.
 	Method string
 	// Adapters lists the adapters to merge, in the file's order (at least
 	// one).
@@ -233,14 +232,14 @@ type Cluster struct {
 	// URL is the NATS server URL (or comma-separated URLs); required for
 	// ClusterNATS.
 	URL string
-	// Workers is the number of workers (default 1, >= 1): started in
-	// process when embedded, awaited when nats.
+	// Workers is the number of workers (default 1, >= 1): awaited when nats;
+	// the embedded mode runs one process and does not use it yet.
 	Workers int
 }
 
-// DefaultParameters returns the parameters that apply when the config
+// defaultParameters returns the parameters that apply when the config
 // gives none, for method.
-func DefaultParameters(method string) Parameters {
+func defaultParameters(method string) Parameters {
 	p := Parameters{
 		Samples:          16,
 		Objective:        ObjectiveFull,
@@ -265,13 +264,13 @@ func DefaultParameters(method string) Parameters {
 	return p
 }
 
-// DefaultOutput returns the output settings that apply when the config
+// defaultOutput returns the output settings that apply when the config
 // gives none.
-func DefaultOutput() Output { return Output{Rank: RankAuto, DType: DTypeFloat32} }
+func defaultOutput() Output { return Output{Rank: RankAuto, DType: DTypeFloat32} }
 
-// DefaultCluster returns the cluster settings that apply when the config
+// defaultCluster returns the cluster settings that apply when the config
 // gives none.
-func DefaultCluster() Cluster { return Cluster{Mode: ClusterEmbedded, Workers: 1} }
+func defaultCluster() Cluster { return Cluster{Mode: ClusterEmbedded, Workers: 1} }
 
 // DataAware reports whether the method needs calibration data (iteris,
 // regmean).

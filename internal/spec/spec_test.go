@@ -42,28 +42,28 @@ func TestDefaults(t *testing.T) {
 		Alpha1: 1e-4, Alpha2: 1e-4, AdaptiveWeights: true, CompletionTokens: 0, MaxNewTokens: 64,
 		BatchSize: 16, Reduce: 1, Density: 0.5, MajoritySign: "total", SVDRank: 0, Seed: 0,
 	}
-	if got := DefaultParameters("iteris"); got != want {
-		t.Errorf("DefaultParameters(iteris) = %+v, want %+v", got, want)
+	if got := defaultParameters("iteris"); got != want {
+		t.Errorf("defaultParameters(iteris) = %+v, want %+v", got, want)
 	}
 	want.Objective = "delta"
-	if got := DefaultParameters("regmean"); got != want {
-		t.Errorf("DefaultParameters(regmean) = %+v, want %+v", got, want)
+	if got := defaultParameters("regmean"); got != want {
+		t.Errorf("defaultParameters(regmean) = %+v, want %+v", got, want)
 	}
-	if got := DefaultOutput(); got != (Output{Rank: 0, DType: "float32"}) {
-		t.Errorf("DefaultOutput() = %+v", got)
+	if got := defaultOutput(); got != (Output{Rank: 0, DType: "float32"}) {
+		t.Errorf("defaultOutput() = %+v", got)
 	}
-	if got := DefaultCluster(); got != (Cluster{Mode: "embedded", URL: "", Workers: 1}) {
-		t.Errorf("DefaultCluster() = %+v", got)
+	if got := defaultCluster(); got != (Cluster{Mode: "embedded", URL: "", Workers: 1}) {
+		t.Errorf("defaultCluster() = %+v", got)
 	}
-	if got := Methods(); len(got) != 11 || got[0] != "iteris" || got[10] != "dare_ties" {
-		t.Errorf("Methods() = %v", got)
+	if got := methods; len(got) != 11 || got[0] != "iteris" || got[10] != "dare_ties" {
+		t.Errorf("methods = %v", got)
 	}
 }
 
 func TestParseGood(t *testing.T) {
 	base := func(method string, adapters ...AdapterSpec) Spec {
 		return Spec{BaseModel: "m", Method: method, Adapters: adapters,
-			Parameters: DefaultParameters(method), Output: DefaultOutput(), Cluster: DefaultCluster()}
+			Parameters: defaultParameters(method), Output: defaultOutput(), Cluster: defaultCluster()}
 	}
 	tests := []struct {
 		name string

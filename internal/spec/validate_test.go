@@ -135,9 +135,9 @@ func TestValidateSpecInCode(t *testing.T) {
 		BaseModel:  tr.path("base"),
 		Method:     MethodIterIS,
 		Adapters:   []AdapterSpec{{Name: "x", Path: tr.path("a1"), Calibration: tr.path("a1.jsonl"), Weight: 1}},
-		Parameters: DefaultParameters(MethodIterIS),
-		Output:     DefaultOutput(),
-		Cluster:    DefaultCluster(),
+		Parameters: defaultParameters(MethodIterIS),
+		Output:     defaultOutput(),
+		Cluster:    defaultCluster(),
 	}
 	if err := s.Validate(); err != nil {
 		t.Fatalf("Validate = %v", err)
@@ -167,5 +167,29 @@ func TestValidateSpecInCode(t *testing.T) {
 	}
 	if w := s.Warnings(); len(w) != 1 || w[0] != "code.yaml: adapters[1].weight: is 0: the adapter contributes nothing" {
 		t.Errorf("Warnings = %q", w)
+	}
+}
+
+// TestValidateRelativeToConfigHint: relative paths are relative to the working directory; when
+// one exists only relative to the config file's folder, the error says so.
+func TestValidateRelativeToConfigHint(t *testing.T) {
+	tr := newTree(t)
+	t.Chdir(t.TempDir()) // the inputs are not below the working directory
+	s, err := Parse([]byte(config("iteris")), filepath.Join(tr.dir, "cfg.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Validate()
+	errs := flatten(err)
+	if len(errs) != 5 { // base, two adapters, two calibration files
+		t.Fatalf("%d errors, want 5: %v", len(errs), err)
+	}
+	for _, e := range errs {
+		if !strings.Contains(e.Error(), "exists: paths in the config are relative to the working directory") || !strings.Contains(e.Error(), tr.dir) {
+			t.Errorf("error %q lacks the hint naming %s", e, tr.dir)
+		}
+	}
+	if !strings.Contains(err.Error(), filepath.Join(tr.dir, "a2.jsonl")+" exists") {
+		t.Errorf("the calibration hint does not name the file: %v", err)
 	}
 }

@@ -126,9 +126,9 @@ type Source struct {
 	ModelConfig     []byte // its content, nil when absent
 }
 
-// Load reads the tokenizer.json at path, and the tokenizer_config.json and
+// loadFile reads the tokenizer.json at path, and the tokenizer_config.json and
 // config.json beside it when present.
-func Load(path string) (*Tokenizer, error) {
+func loadFile(path string) (*Tokenizer, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
@@ -151,7 +151,7 @@ func Load(path string) (*Tokenizer, error) {
 
 // LoadDir loads dir/tokenizer.json (and the config files beside it).
 func LoadDir(dir string) (*Tokenizer, error) {
-	return Load(filepath.Join(dir, TokenizerFile))
+	return loadFile(filepath.Join(dir, TokenizerFile))
 }
 
 func readOptional(path string) ([]byte, error) {
