@@ -146,38 +146,57 @@ func (r *ring) send(ctx context.Context, to int, g shard.GenMsg, extra protocol.
 	return r.tr.w.cfg.Ring.Send(ctx, t.Job, t.Attempt, to, protocol.EncodeGenStep(step, rows))
 }
 
-// recv waits for the next ring message.
-func (r *ring) recv(ctx context.Context) (protocol.GenStep, shard.GenMsg, error) {
+// readyEvery is how often a shard repeats that it listens until the ring has started (a core
+// NATS message sent before the first shard subscribed is lost).
+const readyEvery = 100 * time.Millisecond
+
+// recv waits for the next ring message; tick, if set, is called every readyEvery meanwhile.
+func (r *ring) recv(ctx context.Context, tick func()) (protocol.GenStep, shard.GenMsg, error) {
 	timeout := time.NewTimer(r.tr.w.cfg.RingTimeout)
 	defer timeout.Stop()
-	select {
-	case <-ctx.Done():
-		return protocol.GenStep{}, shard.GenMsg{}, ctx.Err()
-	case <-timeout.C:
-		return protocol.GenStep{}, shard.GenMsg{}, fmt.Errorf("calibration ring stalled: shard %d heard nothing for %s", r.tr.t.Shard, r.tr.w.cfg.RingTimeout)
-	case b := <-r.msgs:
-		step, rows, err := protocol.DecodeGenStep(b)
-		if err != nil {
-			return step, shard.GenMsg{}, err
-		}
-		if step.Error != nil {
-			return step, shard.GenMsg{}, fmt.Errorf("shard %d aborted the calibration: %v", step.From, step.Error)
-		}
-		g := shard.GenMsg{Batch: step.Batch, Slots: step.Slots, Next: step.Next}
-		if !step.Rows.IsZero() {
-			if rows, err = r.tr.get(ctx, "generation step rows", step.Rows, protocol.KindRows); err != nil {
-				return step, g, err
-			}
-		}
-		if len(rows) > 0 {
-			bs, err := protocol.DecodeRows(rows)
-			if err != nil || len(bs) != 1 {
-				return step, g, fmt.Errorf("generation step of batch %d from shard %d: rows: %v", step.Batch, step.From, err)
-			}
-			g.Wire.Width, g.Wire.Lens, g.Wire.Starts, g.Wire.Data = bs[0].Width, bs[0].Lens, bs[0].Start, bs[0].Data
-		}
-		return step, g, nil
+	var tc <-chan time.Time
+	if tick != nil {
+		t := time.NewTicker(readyEvery)
+		defer t.Stop()
+		tc = t.C
 	}
+	for {
+		select {
+		case <-ctx.Done():
+			return protocol.GenStep{}, shard.GenMsg{}, ctx.Err()
+		case <-timeout.C:
+			return protocol.GenStep{}, shard.GenMsg{}, fmt.Errorf("calibration ring stalled: shard %d heard nothing for %s", r.tr.t.Shard, r.tr.w.cfg.RingTimeout)
+		case <-tc:
+			tick()
+		case b := <-r.msgs:
+			return r.decode(ctx, b)
+		}
+	}
+}
+
+// decode decodes one ring message, fetching its rows from the store when they are not inline.
+func (r *ring) decode(ctx context.Context, b []byte) (protocol.GenStep, shard.GenMsg, error) {
+	step, rows, err := protocol.DecodeGenStep(b)
+	if err != nil {
+		return step, shard.GenMsg{}, err
+	}
+	if step.Error != nil {
+		return step, shard.GenMsg{}, fmt.Errorf("shard %d aborted the calibration: %v", step.From, step.Error)
+	}
+	g := shard.GenMsg{Batch: step.Batch, Slots: step.Slots, Next: step.Next}
+	if !step.Rows.IsZero() {
+		if rows, err = r.tr.get(ctx, "generation step rows", step.Rows, protocol.KindRows); err != nil {
+			return step, g, err
+		}
+	}
+	if len(rows) > 0 {
+		bs, err := protocol.DecodeRows(rows)
+		if err != nil || len(bs) != 1 {
+			return step, g, fmt.Errorf("generation step of batch %d from shard %d: rows: %v", step.Batch, step.From, err)
+		}
+		g.Wire.Width, g.Wire.Lens, g.Wire.Starts, g.Wire.Data = bs[0].Width, bs[0].Lens, bs[0].Start, bs[0].Data
+	}
+	return step, g, nil
 }
 
 // lead runs the first shard: it waits until every other shard listens, begins every batch, and
@@ -196,13 +215,14 @@ func (r *ring) lead(ctx context.Context, batches int) error {
 		}
 		return nil
 	}
-	for ready := 1; ready < shards; {
-		step, _, err := r.recv(ctx)
+	ready := map[int]bool{}
+	for len(ready) < shards-1 {
+		step, _, err := r.recv(ctx, nil)
 		if err != nil {
 			return err
 		}
-		if step.Ready {
-			ready++
+		if step.Ready && step.From > 0 && step.From < shards {
+			ready[step.From] = true
 		}
 	}
 	active := 0
@@ -219,7 +239,7 @@ func (r *ring) lead(ctx context.Context, batches int) error {
 		}
 	}
 	for active > 0 {
-		_, msg, err := r.recv(ctx)
+		_, msg, err := r.recv(ctx, nil)
 		if err != nil {
 			return err
 		}
@@ -268,17 +288,22 @@ func (r *ring) abort(err error) {
 // through its layers and passes it on, until the first shard says the ring is done.
 func (r *ring) follow(ctx context.Context) error {
 	t := r.tr.t
-	if err := r.send(ctx, 0, shard.GenMsg{}, protocol.GenStep{Ready: true}); err != nil {
-		return err
+	started := false
+	announce := func() {
+		if !started {
+			_ = r.send(ctx, 0, shard.GenMsg{}, protocol.GenStep{Ready: true})
+		}
 	}
+	announce()
 	for {
-		step, msg, err := r.recv(ctx)
+		step, msg, err := r.recv(ctx, announce)
 		if err != nil {
 			return err
 		}
 		if step.Done {
 			return nil
 		}
+		started = true
 		out, err := r.cal.Forward(msg)
 		if err != nil {
 			return err

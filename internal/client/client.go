@@ -24,6 +24,18 @@ var (
 	ErrJobFailed = errors.New("merge job failed")
 )
 
+// RefusedError is a request the cluster refused; its message is the cluster's (an invalid config
+// gives exactly the message `iteris merge` gives). It matches ErrRefused.
+type RefusedError struct {
+	Code    protocol.Code
+	Message string
+}
+
+func (e *RefusedError) Error() string { return e.Message }
+
+// Is makes a RefusedError match ErrRefused.
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
+
 // Store is the part of the artifact store the client reads.
 type Store interface {
 	Get(ctx context.Context, job string, ref protocol.Ref) (protocol.Kind, []byte, error)
@@ -60,7 +72,7 @@ func (c *Client) request(ctx context.Context, subject string, v any, decode func
 				return nil
 			}
 			if perr.Code != protocol.CodeNotLeader {
-				return fmt.Errorf("%w: %s", ErrRefused, perr.Message)
+				return &RefusedError{Code: perr.Code, Message: perr.Message}
 			}
 		} else if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("%s: %w", subject, err)

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/iteris-dev/iteris/coordinator"
+	"github.com/iteris-dev/iteris/internal/artifact"
+	"github.com/iteris-dev/iteris/internal/cli"
+	"github.com/iteris-dev/iteris/internal/mergejob"
+	"github.com/iteris-dev/iteris/worker"
+)
+
+// parseCommand parses a cluster command's flags (usage errors become errUsage).
+func parseCommand(fs *flag.FlagSet, args []string, stdout, stderr io.Writer, about string) ([]string, error) {
+	fs.SetOutput(stderr)
+	if wantsHelp(args) {
+		fs.SetOutput(stdout)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "%s\n\nFlags:\n%s\n%s", about, flagDefaults(fs), exitCodes)
+	}
+	pos, err := parseInterspersed(fs, args)
+	return pos, err
+}
+
+// usageErr maps a cli validation error onto the binary's usage error.
+func usageErr(err error) error {
+	if errors.Is(err, cli.ErrUsage) {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return err
+}
+
+// logger returns a slog logger on stderr in the given format.
+func logger(format string, stderr io.Writer, attrs ...any) *slog.Logger {
+	var h slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})
+	if format == "json" {
+		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})
+	}
+	return slog.New(h).With(attrs...)
+}
+
+// connect opens a NATS connection that reconnects for ever, and the artifact store on it.
+func connect(url, name string) (*nats.Conn, *artifact.JetStream, error) {
+	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	store, err := artifact.NewJetStream(js, artifact.JetStreamConfig{})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, store, nil
+}
+
+const coordinatorAbout = `Usage: iteris coordinator --id ID --data-dir DIR --raft-addr HOST:PORT --peers ID=HOST:PORT,... --nats URL
+
+Runs one member of the raft-replicated coordinator group. The leader checks submitted configs,
+cuts jobs into layer shards for the registered workers, dispatches their tasks over NATS,
+commits their results and assembles the merged adapter. Runs until SIGTERM or Ctrl-C.`
+
+func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := &cli.Coordinator{}
+	pos, err := parseCommand(cli.CoordinatorFlags(o), args, stdout, stderr, coordinatorAbout)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: coordinator takes no arguments (got %q)", errUsage, pos)
+	}
+	if err := o.Validate(); err != nil {
+		return usageErr(err)
+	}
+	log := logger(o.LogFormat, stderr, "role", "coordinator", "node", o.ID)
+	nc, store, err := connect(o.URL, "iteris-coordinator-"+o.ID)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	var peers []coordinator.Peer
+	for _, p := range o.Peers {
+		peers = append(peers, coordinator.Peer{ID: p.ID, Addr: p.Addr})
+	}
+	node, err := coordinator.New(coordinator.Config{ID: o.ID, DataDir: o.DataDir, RaftAddr: o.RaftAddr, Peers: peers,
+		Conn: nc, Store: store, Jobs: &mergejob.Handler{Version: versionString()}, Version: versionString(),
+		Lease: o.Lease, WorkerTimeout: o.WorkerTimeout, ElectionTimeout: o.ElectionTimeout, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := node.Start(ctx); err != nil {
+		return err
+	}
+	log.Info("coordinator started", "raft", o.RaftAddr, "peers", o.PeersFlag, "nats", o.URL)
+	<-ctx.Done()
+	log.Info("stopping")
+	return node.Close()
+}
+
+const workerAbout = `Usage: iteris worker --id ID --nats URL --memory SIZE [--data-dir DIR]
+
+Runs one merge worker: it registers with the coordinators, is assigned a layer shard, loads only
+that shard's weights (paths are read from this machine's filesystem) and runs the shard's tasks.
+Runs until SIGTERM or Ctrl-C.`
+
+func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := &cli.Worker{}
+	pos, err := parseCommand(cli.WorkerFlags(o), args, stdout, stderr, workerAbout)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: worker takes no arguments (got %q)", errUsage, pos)
+	}
+	if err := o.Validate(); err != nil {
+		return usageErr(err)
+	}
+	log := logger(o.LogFormat, stderr, "role", "worker", "worker", o.ID)
+	nc, store, err := connect(o.URL, "iteris-worker-"+o.ID)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	tr, err := worker.NewNATS(nc)
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(worker.Config{ID: o.ID, Memory: o.Memory, Version: versionString(), DataDir: o.DataDir, Heartbeat: o.Heartbeat,
+		Control: tr, Tasks: tr, Results: tr, Ring: tr, Store: store, Loader: worker.CPULoader, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	log.Info("worker started", "memory", o.MemoryFlag, "nats", o.URL)
+	<-ctx.Done()
+	log.Info("stopping")
+	return w.Close()
+}
+
+// commandLine is the command line recorded in the model card.
+func commandLine(cmd string, args []string) string {
+	out := "iteris " + cmd
+	for _, a := range args {
+		out += " " + a
+	}
+	return out
+}

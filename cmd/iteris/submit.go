@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/iteris-dev/iteris/internal/cli"
+	"github.com/iteris-dev/iteris/internal/client"
+	"github.com/iteris-dev/iteris/internal/inputs"
+	"github.com/iteris-dev/iteris/internal/output"
+	"github.com/iteris-dev/iteris/internal/progress"
+	"github.com/iteris-dev/iteris/internal/spec"
+	"github.com/iteris-dev/iteris/protocol"
+)
+
+// clusterRun is one merge sent to a cluster.
+type clusterRun struct {
+	c       *client.Client
+	spec    *spec.Spec
+	out     string
+	force   bool
+	wait    bool
+	workers int
+	command string
+	rep     *progress.Reporter
+}
+
+// run submits the merge and, when waiting, shows its progress and writes OUT_DIR.
+func (r clusterRun) run(ctx context.Context, stdout, stderr io.Writer) error {
+	dir, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	job, err := r.c.Submit(ctx, protocol.Submit{Config: r.spec.Raw, Path: r.spec.Path, Dir: dir, Command: r.command, Workers: r.workers})
+	if err != nil {
+		return err
+	}
+	if !r.wait {
+		fmt.Fprintln(stdout, job)
+		return nil
+	}
+	r.rep.Event("submitted", map[string]any{"job": job})
+	var ph *progress.Phase
+	_, err = r.c.Wait(ctx, job, func(st protocol.JobStatus) {
+		if ph == nil && st.Tasks > 0 {
+			ph = r.rep.Phase("merge tasks", st.Tasks)
+		}
+		if ph != nil {
+			ph.Set(st.TasksDone)
+		}
+	})
+	if ph != nil {
+		ph.Done()
+	}
+	if err != nil {
+		return err
+	}
+	files, err := r.c.Fetch(ctx, job)
+	if err != nil {
+		return err
+	}
+	m := map[string][]byte{}
+	for _, f := range files {
+		m[f.Name] = f.Data
+	}
+	if err := output.WriteFiles(ctx, r.out, r.force, m); err != nil {
+		return err
+	}
+	return r.summary(job, m["merge_report.json"], stdout, stderr)
+}
+
+// summary prints the report's warnings and a one-line summary.
+func (r clusterRun) summary(job string, report []byte, stdout, stderr io.Writer) error {
+	var rep struct {
+		Method  string              `json:"method"`
+		Tasks   []json.RawMessage   `json:"tasks"`
+		Output  output.OutputReport `json:"output"`
+		Timings map[string]any      `json:"timings_seconds"`
+		Warn    []string            `json:"warnings"`
+	}
+	if err := json.Unmarshal(report, &rep); err != nil {
+		return fmt.Errorf("job %s: merge_report.json: %w", job, err)
+	}
+	if r.rep.Mode() == progress.JSON {
+		for _, w := range rep.Warn {
+			r.rep.Event("warning", map[string]any{"message": w})
+		}
+		r.rep.Event("done", map[string]any{"job": job, "out": r.out, "modules": rep.Output.Modules, "seconds": rep.Timings["total"]})
+		return nil
+	}
+	for _, w := range rep.Warn {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	fmt.Fprintf(stdout, "merged %d adapters with %s into %s: %d modules, rank up to %d, %vs (job %s)\n",
+		len(rep.Tasks), rep.Method, r.out, rep.Output.Modules, rep.Output.MaxRank, rep.Timings["total"], job)
+	return nil
+}
+
+const submitAbout = `Usage: iteris submit CONFIG.yaml OUT_DIR --nats URL [--wait] [--force]
+
+Submits a merge to a running cluster and prints its job id. With --wait it shows the progress,
+fetches the merged adapter and writes OUT_DIR. The paths in CONFIG.yaml are read by the
+coordinators and workers from their own filesystems (a shared volume with the same paths);
+relative paths are resolved against this command's working directory.`
+
+func cmdSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := &cli.Submit{}
+	pos, err := parseCommand(cli.SubmitFlags(o), args, stdout, stderr, submitAbout)
+	if err != nil {
+		return err
+	}
+	if err := o.Validate(pos); err != nil {
+		return usageErr(err)
+	}
+	rep, err := progress.New(progress.Mode(o.Progress), stderr)
+	if err != nil {
+		return fmt.Errorf("%w: --progress: %v", errUsage, err)
+	}
+	s, err := spec.Load(o.Config)
+	if err != nil {
+		return err
+	}
+	if o.Wait {
+		if err := inputs.CheckOut(s, o.Out, o.Force); err != nil {
+			return err
+		}
+	}
+	if o.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+	}
+	nc, store, err := connect(o.URL, "iteris-submit")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	r := clusterRun{c: client.New(nc, store), spec: s, out: o.Out, force: o.Force, wait: o.Wait, workers: o.Workers,
+		command: commandLine("submit", args), rep: rep}
+	return r.run(ctx, stdout, stderr)
+}
+
+const statusAbout = `Usage: iteris status [JOB] --nats URL [--json]
+
+Shows the cluster's jobs (or one job), their steps and shards, and the registered workers.`
+
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := &cli.Status{}
+	pos, err := parseCommand(cli.StatusFlags(o), args, stdout, stderr, statusAbout)
+	if err != nil {
+		return err
+	}
+	if err := o.Validate(pos); err != nil {
+		return usageErr(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	nc, store, err := connect(o.URL, "iteris-status")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	st, err := client.New(nc, store).Status(ctx, o.Job)
+	if err != nil {
+		return err
+	}
+	if o.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	printStatus(stdout, st)
+	return nil
+}
+
+// printStatus writes the status as tables.
+func printStatus(w io.Writer, st protocol.StatusReply) {
+	fmt.Fprintf(w, "leader: %s\n\n", st.Leader)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tSTATE\tMETHOD\tSTEP\tTASKS\tSHARDS\tERROR")
+	for _, j := range st.Jobs {
+		shards := ""
+		for i, s := range j.Shards {
+			if i > 0 {
+				shards += " "
+			}
+			shards += fmt.Sprintf("[%d,%d)@%s", s.Lo, s.Hi, orDash(s.Worker))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%d/%d\t%s\t%s\n", j.Job, j.State, j.Method, j.Schedule, orDash(j.Step), j.TasksDone, j.Tasks, orDash(shards), j.Error)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKER\tALIVE\tMEMORY\tHOLDS\tVERSION")
+	for _, wk := range st.Workers {
+		holds := "-"
+		if wk.Job != "" {
+			holds = fmt.Sprintf("%s shard %d", wk.Job, wk.Shard)
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%.1f GiB\t%s\t%s\n", wk.Worker, wk.Alive, float64(wk.Memory)/(1<<30), holds, wk.Version)
+	}
+	tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
