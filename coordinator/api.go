@@ -135,6 +135,18 @@ func jobStatus(j *Job) protocol.JobStatus {
 	if i := j.CurrentStep(); i < len(j.Plan.Steps) {
 		st.Step = j.Plan.Steps[i].String()
 	}
+	for i, step := range j.Plan.Steps {
+		ss := protocol.StepStatus{Kind: step.Kind, Solve: step.Solve, Tasks: len(j.Plan.Shards)}
+		for _, t := range j.Tasks[i] {
+			switch t.State {
+			case TaskDone:
+				ss.Done++
+			case TaskSkipped:
+				ss.Done, ss.Skipped = ss.Done+1, true
+			}
+		}
+		st.Steps = append(st.Steps, ss)
+	}
 	for i, sp := range j.Plan.Shards {
 		ss := protocol.ShardStatus{Lo: sp.Lo, Hi: sp.Hi}
 		if i < len(j.Shards) {

@@ -87,6 +87,8 @@ type JobStatus struct {
 	Tasks     int `json:"tasks"`
 	// Step names the earliest step not yet done.
 	Step string `json:"step,omitempty"`
+	// Steps are the plan's steps with their tasks done.
+	Steps []StepStatus `json:"steps,omitempty"`
 	// Shards describe the plan's shards and who holds them.
 	Shards []ShardStatus `json:"shards"`
 	// Error says why a job failed.
@@ -94,6 +96,18 @@ type JobStatus struct {
 	// Submitted and Finished are Unix milliseconds (Finished 0 while running).
 	Submitted int64 `json:"submitted"`
 	Finished  int64 `json:"finished,omitempty"`
+}
+
+// StepStatus is one step of a job's plan.
+type StepStatus struct {
+	// Kind and Solve say what the step does.
+	Kind  StepKind `json:"kind"`
+	Solve int      `json:"solve,omitempty"`
+	// Done and Tasks count the step's tasks (one per shard); Skipped marks a jacobi solve not run
+	// because an earlier one met the tolerance.
+	Done    int  `json:"done"`
+	Tasks   int  `json:"tasks"`
+	Skipped bool `json:"skipped,omitempty"`
 }
 
 // ShardStatus is one shard of a job.

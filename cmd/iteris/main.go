@@ -6,6 +6,10 @@
 //	iteris merge CONFIG.yaml OUT_DIR [--force] [--progress auto|bar|json|none] [--blas auto|openblas|gonum]
 //	iteris plan CONFIG.yaml --workers N --memory SIZE [--json]
 //	iteris eval --base DIR [--adapter DIR] --data FILE.jsonl [--data FILE ...] [--json]
+//	iteris coordinator --id ID --data-dir DIR --raft-addr HOST:PORT --peers ID=HOST:PORT,... --nats URL
+//	iteris worker --id ID --nats URL --memory SIZE [--data-dir DIR]
+//	iteris submit CONFIG.yaml OUT_DIR --nats URL [--wait] [--force]
+//	iteris status [JOB] --nats URL [--json]
 //	iteris version
 //
 // Exit codes: 0 success, 1 the merge or evaluation failed, 2 usage error, 130 interrupted.
@@ -23,6 +27,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/iteris-dev/iteris/internal/cli"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; otherwise the module version
@@ -73,6 +79,14 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		err = cmdMerge(ctx, args[1:], stdout, stderr)
 	case "plan":
 		err = cmdPlan(args[1:], stdout, stderr)
+	case "coordinator":
+		err = cmdCoordinator(ctx, args[1:], stdout, stderr)
+	case "worker":
+		err = cmdWorker(ctx, args[1:], stdout, stderr)
+	case "submit":
+		err = cmdSubmit(ctx, args[1:], stdout, stderr)
+	case "status":
+		err = cmdStatus(ctx, args[1:], stdout, stderr)
 	case "eval":
 		err = cmdEval(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
@@ -120,11 +134,19 @@ type command struct {
 }
 
 var commands = []command{
-	{"merge", "merge CONFIG.yaml OUT_DIR [flags]", "run a merge on the embedded (single-process) cluster and write a PEFT adapter to OUT_DIR",
+	{"merge", "merge CONFIG.yaml OUT_DIR [flags]", "run a merge on the embedded cluster (in this process, --workers shards) and write a PEFT adapter to OUT_DIR",
 		func() *flag.FlagSet { fs, _ := mergeFlags(); return fs }},
 	{"eval", "eval --base DIR [--adapter DIR] --data FILE.jsonl [--data FILE ...] [flags]", "exact-match accuracy of the base model (with an adapter) on prompt/answer JSONL files",
 		func() *flag.FlagSet { fs, _ := evalFlags(); return fs }},
 	{"plan", "plan CONFIG.yaml --workers N --memory SIZE [--json]", "dry run: cut the merge into layer shards for N workers of SIZE (512MiB, 8GiB, 1.5TiB, ...) and print each worker's estimated peak memory, the steps and the bytes they move", nil},
+	{"coordinator", "coordinator --id ID --data-dir DIR --raft-addr HOST:PORT --peers ID=HOST:PORT,... --nats URL", "run one member of the raft coordinator group of a cluster",
+		func() *flag.FlagSet { return cli.CoordinatorFlags(&cli.Coordinator{}) }},
+	{"worker", "worker --id ID --nats URL --memory SIZE [--data-dir DIR]", "run one merge worker of a cluster (it holds one layer shard)",
+		func() *flag.FlagSet { return cli.WorkerFlags(&cli.Worker{}) }},
+	{"submit", "submit CONFIG.yaml OUT_DIR --nats URL [--wait] [--force]", "submit a merge to a running cluster; with --wait, show progress and write OUT_DIR",
+		func() *flag.FlagSet { return cli.SubmitFlags(&cli.Submit{}) }},
+	{"status", "status [JOB] --nats URL [--json]", "show a cluster's jobs, shards and workers",
+		func() *flag.FlagSet { return cli.StatusFlags(&cli.Status{}) }},
 	{"version", "version", "print the version, VCS revision and Go version", nil},
 }
 

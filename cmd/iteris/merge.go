@@ -7,7 +7,10 @@ import (
 	"io"
 	"strings"
 
+	"github.com/iteris-dev/iteris/internal/embedded"
+	"github.com/iteris-dev/iteris/internal/inputs"
 	"github.com/iteris-dev/iteris/internal/linalg"
+	"github.com/iteris-dev/iteris/internal/output"
 	"github.com/iteris-dev/iteris/internal/pipeline"
 	"github.com/iteris-dev/iteris/internal/progress"
 	"github.com/iteris-dev/iteris/internal/spec"
@@ -17,6 +20,7 @@ import (
 type mergeOpts struct {
 	force          *bool
 	progress, blas *string
+	workers        *int
 }
 
 func mergeFlags() (*flag.FlagSet, mergeOpts) {
@@ -25,6 +29,7 @@ func mergeFlags() (*flag.FlagSet, mergeOpts) {
 		force:    fs.Bool("force", false, "replace a non-empty OUT_DIR (never one that is, contains or lies inside an input)"),
 		progress: fs.String("progress", "auto", "progress display: auto (a bar on a terminal), bar, json (JSON lines on stderr) or none"),
 		blas:     fs.String("blas", "auto", "BLAS backend: auto (OpenBLAS when found), openblas or gonum"),
+		workers:  fs.Int("workers", 2, "in-process workers of the embedded cluster, each holding a layer shard (0: the single-process driver, no cluster)"),
 	}
 	return fs, o
 }
@@ -32,7 +37,9 @@ func mergeFlags() (*flag.FlagSet, mergeOpts) {
 const mergeHelp = `Usage: iteris merge CONFIG.yaml OUT_DIR [flags]
 
 Merges the LoRA adapters that CONFIG.yaml lists into one PEFT adapter in OUT_DIR, on the embedded
-(single-process) cluster. Everything is checked before any heavy work.
+cluster: an in-process NATS server, a single-node raft coordinator and --workers workers, each
+holding a layer shard (the same code as a multi-machine cluster; the adapter is byte-identical for
+any number of workers). Everything is checked before any heavy work.
 
   CONFIG.yaml  the merge config (YAML). Paths in it are relative to the working directory, as in
                mergekit, not to the config file's folder.
@@ -93,10 +100,16 @@ func merge(ctx context.Context, rep *progress.Reporter, pos []string, o mergeOpt
 		return err
 	}
 	if s.Cluster.Mode != "" && s.Cluster.Mode != spec.ClusterEmbedded {
-		return fmt.Errorf("%s: cluster.mode %q: only the embedded (single-process) mode is available in this build", pos[0], s.Cluster.Mode)
+		return fmt.Errorf("%s: cluster.mode %q: iteris merge runs the embedded cluster; submit to a running cluster with iteris submit CONFIG OUT_DIR --nats URL", pos[0], s.Cluster.Mode)
+	}
+	if *o.workers < 0 || *o.workers > 256 {
+		return fmt.Errorf("%w: --workers %d: want 0 (single process) to 256", errUsage, *o.workers)
 	}
 	if _, err := linalg.Init(*o.blas); err != nil {
 		return err
+	}
+	if *o.workers > 0 {
+		return mergeEmbedded(ctx, rep, s, pos[1], o, args, stdout, stderr)
 	}
 	warnings := stderr
 	if rep.Mode() == progress.JSON {
@@ -126,4 +139,40 @@ func (w eventWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// mergeEmbedded runs the merge through an in-process cluster of --workers workers.
+func mergeEmbedded(ctx context.Context, rep *progress.Reporter, s *spec.Spec, out string, o mergeOpts, args []string, stdout, stderr io.Writer) error {
+	if err := inputs.CheckOut(s, out, *o.force); err != nil {
+		return err
+	}
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	warn := func(msg string) {
+		if rep.Mode() == progress.JSON {
+			rep.Event("warning", map[string]any{"message": msg})
+		} else {
+			fmt.Fprintln(stderr, "warning:", msg)
+		}
+	}
+	removed, err := output.CleanStale(out)
+	for _, p := range removed {
+		warn(fmt.Sprintf("removed %s, the staging directory of an earlier merge into %s that was killed", p, out))
+	}
+	if err != nil {
+		warn(err.Error())
+	}
+	c, err := embedded.New(embedded.Config{Workers: *o.workers, Version: versionString()})
+	if err != nil {
+		return err
+	}
+	if err := c.Start(ctx); err != nil {
+		c.Close()
+		return err
+	}
+	defer c.Close()
+	r := clusterRun{c: c.Client(), spec: s, out: out, force: *o.force, wait: true, workers: *o.workers,
+		command: commandLine("merge", args), rep: rep}
+	return r.run(ctx, stdout, stderr)
 }

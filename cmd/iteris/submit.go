@@ -45,18 +45,9 @@ func (r clusterRun) run(ctx context.Context, stdout, stderr io.Writer) error {
 		return nil
 	}
 	r.rep.Event("submitted", map[string]any{"job": job})
-	var ph *progress.Phase
-	_, err = r.c.Wait(ctx, job, func(st protocol.JobStatus) {
-		if ph == nil && st.Tasks > 0 {
-			ph = r.rep.Phase("merge tasks", st.Tasks)
-		}
-		if ph != nil {
-			ph.Set(st.TasksDone)
-		}
-	})
-	if ph != nil {
-		ph.Done()
-	}
+	bars := newStepBars(r.rep)
+	_, err = r.c.Wait(ctx, job, bars.update)
+	bars.close()
 	if err != nil {
 		return err
 	}
@@ -96,6 +87,7 @@ func (r clusterRun) summary(job string, report []byte, stdout, stderr io.Writer)
 	for _, w := range rep.Warn {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
+	_ = stderr
 	fmt.Fprintf(stdout, "merged %d adapters with %s into %s: %d modules, rank up to %d, %vs (job %s)\n",
 		len(rep.Tasks), rep.Method, r.out, rep.Output.Modules, rep.Output.MaxRank, rep.Timings["total"], job)
 	return nil
@@ -212,4 +204,60 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// stepBars shows a progress bar per step of a job, named as the single-process driver names its
+// phases (calibration, solve k/K, sweep, merge).
+type stepBars struct {
+	rep    *progress.Reporter
+	phases map[int]*progress.Phase
+	ended  map[int]bool
+}
+
+func newStepBars(rep *progress.Reporter) *stepBars {
+	return &stepBars{rep: rep, phases: map[int]*progress.Phase{}, ended: map[int]bool{}}
+}
+
+func (b *stepBars) update(st protocol.JobStatus) {
+	solves := 0
+	for _, s := range st.Steps {
+		if s.Kind == protocol.StepJacobi {
+			solves++
+		}
+	}
+	for i, s := range st.Steps {
+		if b.ended[i] || (s.Done == 0 && b.phases[i] == nil) {
+			continue
+		}
+		ph := b.phases[i]
+		if ph == nil {
+			ph = b.rep.Phase(stepName(s, solves), s.Tasks)
+			b.phases[i] = ph
+		}
+		ph.Set(s.Done)
+		if s.Done == s.Tasks {
+			ph.Done()
+			b.ended[i] = true
+		}
+	}
+}
+
+func (b *stepBars) close() {
+	for i, ph := range b.phases {
+		if !b.ended[i] {
+			ph.Done()
+		}
+	}
+}
+
+func stepName(s protocol.StepStatus, solves int) string {
+	switch s.Kind {
+	case protocol.StepCalibrate:
+		return "calibration"
+	case protocol.StepJacobi:
+		return fmt.Sprintf("solve %d/%d", s.Solve, solves)
+	case protocol.StepWeightOnly:
+		return "merge"
+	}
+	return string(s.Kind)
 }
