@@ -68,9 +68,11 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *base == "" || len(data) == 0 {
 		return fmt.Errorf("%w: eval needs --base DIR and at least one --data FILE.jsonl", errUsage)
 	}
-	if _, err := linalg.Init(*blas); err != nil {
+	backend, err := linalg.Init(*blas)
+	if err != nil {
 		return err
 	}
+	warnKernel(stderr, backend)
 	rep, err := progress.New(progress.Mode(*prog), stderr)
 	if err != nil {
 		return fmt.Errorf("%w: --progress: %v", errUsage, err)

@@ -95,13 +95,15 @@ func merge(ctx context.Context, rep *progress.Reporter, pos []string, o mergeOpt
 	if s.Cluster.Mode != "" && s.Cluster.Mode != spec.ClusterEmbedded {
 		return fmt.Errorf("%s: cluster.mode %q: only the embedded (single-process) mode is available in this build", pos[0], s.Cluster.Mode)
 	}
-	if _, err := linalg.Init(*o.blas); err != nil {
+	backend, err := linalg.Init(*o.blas)
+	if err != nil {
 		return err
 	}
 	warnings := stderr
 	if rep.Mode() == progress.JSON {
 		warnings = eventWriter{rep}
 	}
+	warnKernel(warnings, backend)
 	report, err := pipeline.Run(ctx, pipeline.Options{Spec: s, Out: pos[1], Force: *o.force, Progress: rep, Warnings: warnings,
 		Command: "iteris " + strings.Join(append([]string{"merge"}, args...), " "), Version: versionString()})
 	if err != nil {
