@@ -209,7 +209,7 @@ func printBLAS(stdout, stderr io.Writer) error {
 
 // warnKernel prints the backend's kernel warning, if any, as a "warning:" line.
 func warnKernel(w io.Writer, b linalg.Backend) {
-	if msg := b.Kernel().Warning(); msg != "" {
+	if msg := b.Kernel().Warning; msg != "" {
 		fmt.Fprintln(w, "warning:", msg)
 	}
 }

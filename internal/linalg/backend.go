@@ -68,7 +68,7 @@ func (b Backend) Config() string { return b.config }
 func (b Backend) Fallback() string { return b.fallback }
 
 // Kernel is the OpenBLAS core in use and how it was chosen; the zero Kernel
-// for gonum. Kernel().Warning() is non-empty when that core is slower than
+// for gonum. Kernel().Warning is non-empty when that core is slower than
 // the CPU allows; callers show it to the user.
 func (b Backend) Kernel() Kernel {
 	if b.lib == nil {

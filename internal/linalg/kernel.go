@@ -35,14 +35,11 @@ type Kernel struct {
 	// CPU describes the processor: vendor, family, model and the features
 	// the choice looks at.
 	CPU string `json:"cpu"`
-
-	warning string
+	// Warning is a one-line warning for the user when the core in use is
+	// slower than the CPU allows (a generic core on an AVX2 or AVX-512 CPU)
+	// or is not the one iteris set; empty otherwise.
+	Warning string `json:"warning,omitempty"`
 }
-
-// Warning is a one-line warning for the user when the kernel in use is
-// slower than the CPU allows (a generic core on an AVX2 or AVX-512 CPU) or
-// is not the one iteris asked for; empty otherwise.
-func (k Kernel) Warning() string { return k.warning }
 
 // isa is the widest vector instruction set a CPU (with its OS) supports,
 // among those OpenBLAS has kernels for.
@@ -268,19 +265,19 @@ func kernelReport(in coreInput, d coreDecision, core, config string) Kernel {
 	}
 	switch {
 	case d.Set != "" && !strings.EqualFold(core, d.Set):
-		k.warning = fmt.Sprintf("OpenBLAS was asked for its %s kernel (%s=%s) but runs %s", d.Set, EnvCoreType, d.Set, name)
+		k.Warning = fmt.Sprintf("OpenBLAS was asked for its %s kernel (%s=%s) but runs %s", d.Set, EnvCoreType, d.Set, name)
 	case k.Generic && in.EnvSet:
-		k.warning = fmt.Sprintf("OpenBLAS runs its generic %s kernel because %s=%q is set; this %s CPU can run %s (several times faster)",
+		k.Warning = fmt.Sprintf("OpenBLAS runs its generic %s kernel because %s=%q is set; this %s CPU can run %s (several times faster)",
 			name, EnvCoreType, in.Env, in.CPU.features(), bestCore(in.CPU, k.Version))
 	case k.Generic && !strings.Contains(config, "DYNAMIC_ARCH"):
-		k.warning = fmt.Sprintf("OpenBLAS runs its generic %s kernel: this build (%s) has no DYNAMIC_ARCH, so no other kernel can be selected; a DYNAMIC_ARCH build (Debian's libopenblas0) would run %s on this %s CPU",
+		k.Warning = fmt.Sprintf("OpenBLAS runs its generic %s kernel: this build (%s) has no DYNAMIC_ARCH, so no other kernel can be selected; a DYNAMIC_ARCH build (Debian's libopenblas0) would run %s on this %s CPU",
 			name, config, bestCore(in.CPU, k.Version), in.CPU.features())
 	case k.Generic:
-		k.warning = fmt.Sprintf("OpenBLAS runs its generic %s kernel on this %s CPU (%s); set %s=%s",
+		k.Warning = fmt.Sprintf("OpenBLAS runs its generic %s kernel on this %s CPU (%s); set %s=%s",
 			name, in.CPU.features(), d.Reason, EnvCoreType, bestCore(in.CPU, k.Version))
 	}
-	if k.warning != "" {
-		k.warning = "linalg: " + k.warning + " [cpu " + k.CPU + "]"
+	if k.Warning != "" {
+		k.Warning = "linalg: " + k.Warning + " [cpu " + k.CPU + "]"
 	}
 	return k
 }

@@ -32,7 +32,6 @@ func TestMain(m *testing.M) {
 // childResult is what a kernel child prints.
 type childResult struct {
 	Kernel   Kernel
-	Warning  string
 	Config   string
 	EnvAfter *string // OPENBLAS_CORETYPE after the load; nil when unset
 	Err      string
@@ -58,7 +57,7 @@ func kernelChild(mode string) int {
 	if err != nil {
 		r.Err = err.Error()
 	} else {
-		r.Kernel, r.Warning, r.Config = lib.kernel, lib.kernel.Warning(), lib.config
+		r.Kernel, r.Config = lib.kernel, lib.config
 	}
 	if v, ok := os.LookupEnv(EnvCoreType); ok {
 		r.EnvAfter = &v
@@ -137,10 +136,10 @@ func TestOpenBLASRunsSelectedKernel(t *testing.T) {
 	cpu := hostCPU()
 	_, userSet := os.LookupEnv(EnvCoreType)
 	if !userSet && cpu.Arch == "amd64" && cpu.level() >= isaAVX2 && strings.Contains(ob.lib.config, "DYNAMIC_ARCH") && isGenericCore(k.Core) {
-		t.Errorf("runs the generic %s kernel on %s: %s; warning %q", k.Core, cpu, k.Reason, k.Warning())
+		t.Errorf("runs the generic %s kernel on %s: %s; warning %q", k.Core, cpu, k.Reason, k.Warning)
 	}
-	if k.Generic != (cpu.Arch == "amd64" && cpu.level() >= isaAVX2 && isGenericCore(k.Core)) || k.Generic && k.Warning() == "" {
-		t.Errorf("generic %v on %s, warning %q", k.Generic, cpu, k.Warning())
+	if k.Generic != (cpu.Arch == "amd64" && cpu.level() >= isaAVX2 && isGenericCore(k.Core)) || k.Generic && k.Warning == "" {
+		t.Errorf("generic %v on %s, warning %q", k.Generic, cpu, k.Warning)
 	}
 }
 
@@ -199,8 +198,8 @@ func TestKernelSelectionInFreshProcess(t *testing.T) {
 		want := chooseCore(coreInput{CPU: cpu, Version: ver, Detected: "Prescott"}).Set
 		r := kernelInChild(t, "probe=Prescott")
 		k := r.Kernel
-		if want == "" || k.Set != want || k.Core != want || k.Detected != "Prescott" || k.Generic || r.Warning != "" {
-			t.Errorf("kernel %+v warning %q: want %s set and running", k, r.Warning, want)
+		if want == "" || k.Set != want || k.Core != want || k.Detected != "Prescott" || k.Generic || k.Warning != "" {
+			t.Errorf("kernel %+v warning %q: want %s set and running", k, k.Warning, want)
 		}
 		if r.EnvAfter != nil {
 			t.Errorf("%s=%q left set after the load", EnvCoreType, *r.EnvAfter)
@@ -221,8 +220,8 @@ func TestKernelSelectionInFreshProcess(t *testing.T) {
 				t.Errorf("kernel %+v, env after %v: want the user's %s kept, unprobed", k, r.EnvAfter, user)
 			}
 			generic := isGenericCore(user)
-			if k.Generic != generic || (r.Warning != "") != generic || generic && !strings.Contains(r.Warning, EnvCoreType+`="`+user+`" is set`) {
-				t.Errorf("generic %v, warning %q", k.Generic, r.Warning)
+			if k.Generic != generic || (k.Warning != "") != generic || generic && !strings.Contains(k.Warning, EnvCoreType+`="`+user+`" is set`) {
+				t.Errorf("generic %v, warning %q", k.Generic, k.Warning)
 			}
 		})
 	}

@@ -137,12 +137,12 @@ func TestKernelReport(t *testing.T) {
 			if k.Version != configVersion(tc.config) || k.Version == "" {
 				t.Errorf("version %q from config %q", k.Version, tc.config)
 			}
-			if tc.warn == nil && k.Warning() != "" {
-				t.Errorf("unexpected warning %q", k.Warning())
+			if tc.warn == nil && k.Warning != "" {
+				t.Errorf("unexpected warning %q", k.Warning)
 			}
 			for _, w := range tc.warn {
-				if !strings.Contains(k.Warning(), w) {
-					t.Errorf("warning %q lacks %q", k.Warning(), w)
+				if !strings.Contains(k.Warning, w) {
+					t.Errorf("warning %q lacks %q", k.Warning, w)
 				}
 			}
 		})
