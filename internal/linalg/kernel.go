@@ -267,7 +267,7 @@ func kernelReport(in coreInput, d coreDecision, core, config string) Kernel {
 	case d.Set != "" && !strings.EqualFold(core, d.Set):
 		k.Warning = fmt.Sprintf("OpenBLAS was asked for its %s kernel (%s=%s) but runs %s", d.Set, EnvCoreType, d.Set, name)
 	case k.Generic && in.EnvSet:
-		k.Warning = fmt.Sprintf("OpenBLAS runs its generic %s kernel because %s=%q is set; this %s CPU can run %s (several times faster)",
+		k.Warning = fmt.Sprintf("OpenBLAS runs its generic %s kernel because %s=%q is set; this %s CPU can run %s (2-4x faster in bench/forward.sh)",
 			name, EnvCoreType, in.Env, in.CPU.features(), bestCore(in.CPU, k.Version))
 	case k.Generic && !strings.Contains(config, "DYNAMIC_ARCH"):
 		k.Warning = fmt.Sprintf("OpenBLAS runs its generic %s kernel: this build (%s) has no DYNAMIC_ARCH, so no other kernel can be selected; a DYNAMIC_ARCH build (Debian's libopenblas0) would run %s on this %s CPU",
