@@ -67,9 +67,11 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *o.base == "" || len(*o.data) == 0 {
 		return fmt.Errorf("%w: eval needs --base DIR and at least one --data FILE.jsonl", errUsage)
 	}
-	if _, err := linalg.Init(*o.blas); err != nil {
+	backend, err := linalg.Init(*o.blas)
+	if err != nil {
 		return err
 	}
+	warnKernel(stderr, backend)
 	rep, err := progress.New(progress.Mode(*o.progress), stderr)
 	if err != nil {
 		return fmt.Errorf("%w: --progress: %v", errUsage, err)

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/iteris-dev/iteris/internal/linalg"
 )
 
 // TestMain lets a test run this binary as the iteris command (ITERIS_TEST_MAIN=1), for the tests
@@ -386,8 +388,48 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version with -ldflags and no VCS stamp: %q", got)
 	}
 	out := runCLI(t, "version")
-	if !strings.HasPrefix(out, "iteris ") || !strings.Contains(out, runtime.Version()) {
-		t.Errorf("iteris version printed %q", out)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "iteris ") || !strings.Contains(lines[0], runtime.Version()) {
+		t.Fatalf("iteris version printed %q", out)
+	}
+	// The second line is the BLAS backend with the OpenBLAS kernel in use.
+	b := linalg.Current()
+	if want := "blas: " + b.String(); lines[1] != want {
+		t.Errorf("iteris version's BLAS line %q, want %q", lines[1], want)
+	}
+	if b.Name() == linalg.ModeOpenBLAS && (b.Core() == "" || !strings.Contains(lines[1], "core "+b.Core()+": ")) {
+		t.Errorf("BLAS line %q does not name the core (%q)", lines[1], b.Core())
+	}
+}
+
+// TestVersionWarnsOnGenericKernel runs iteris version with OPENBLAS_CORETYPE=Prescott: the
+// user's core is kept and named, and on a CPU with AVX2+FMA (or AVX-512) a warning says it is
+// generic.
+func TestVersionWarnsOnGenericKernel(t *testing.T) {
+	t.Setenv("ITERIS_BLAS", "")
+	b, err := linalg.Init(linalg.ModeAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Name() != linalg.ModeOpenBLAS {
+		t.Skipf("OpenBLAS is not installed: %s", b.Fallback())
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "version")
+	cmd.Env = append(os.Environ(), "ITERIS_TEST_MAIN=1", "OPENBLAS_CORETYPE=Prescott")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("iteris version: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	if want := `core Prescott: OPENBLAS_CORETYPE="Prescott" is set in the environment; iteris never overrides it`; !strings.Contains(stdout.String(), want) {
+		t.Errorf("stdout %q lacks %q", stdout.String(), want)
+	}
+	fast := strings.Contains(b.Kernel().CPU, "avx2 fma")
+	warned := strings.Contains(stderr.String(), `warning: linalg: OpenBLAS runs its generic Prescott kernel because OPENBLAS_CORETYPE="Prescott" is set`)
+	if fast != warned {
+		t.Errorf("CPU %s: warning printed %v, want %v; stderr %q", b.Kernel().CPU, warned, fast, stderr.String())
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"syscall"
 
 	"github.com/iteris-dev/iteris/internal/cli"
+	"github.com/iteris-dev/iteris/internal/linalg"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; otherwise the module version
@@ -91,6 +92,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		err = cmdEval(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
+		err = printBLAS(stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 	default:
@@ -215,6 +217,26 @@ func formatVersion(v string, info *debug.BuildInfo) string {
 		vcs = append(vcs, "no VCS information")
 	}
 	return fmt.Sprintf("iteris %s (%s) %s %s/%s", v, strings.Join(vcs, ", "), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// printBLAS loads the BLAS backend as merge and eval do (ITERIS_BLAS, ITERIS_OPENBLAS and
+// OPENBLAS_CORETYPE apply) and prints it with its kernel on one line, and a warning when the
+// kernel is slower than the CPU allows.
+func printBLAS(stdout, stderr io.Writer) error {
+	b, err := linalg.Init(linalg.ModeAuto)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "blas:", b)
+	warnKernel(stderr, b)
+	return nil
+}
+
+// warnKernel prints the backend's kernel warning, if any, as a "warning:" line.
+func warnKernel(w io.Writer, b linalg.Backend) {
+	if msg := b.Kernel().Warning; msg != "" {
+		fmt.Fprintln(w, "warning:", msg)
+	}
 }
 
 // untilDone runs f and returns its error, or ctx's error as soon as ctx is done (f then runs on

@@ -105,15 +105,17 @@ func merge(ctx context.Context, rep *progress.Reporter, pos []string, o mergeOpt
 	if *o.workers < 0 || *o.workers > 256 {
 		return fmt.Errorf("%w: --workers %d: want 0 (single process) to 256", errUsage, *o.workers)
 	}
-	if _, err := linalg.Init(*o.blas); err != nil {
+	backend, err := linalg.Init(*o.blas)
+	if err != nil {
 		return err
-	}
-	if *o.workers > 0 {
-		return mergeEmbedded(ctx, rep, s, pos[1], o, args, stdout, stderr)
 	}
 	warnings := stderr
 	if rep.Mode() == progress.JSON {
 		warnings = eventWriter{rep}
+	}
+	warnKernel(warnings, backend)
+	if *o.workers > 0 {
+		return mergeEmbedded(ctx, rep, s, pos[1], o, args, stdout, stderr)
 	}
 	report, err := pipeline.Run(ctx, pipeline.Options{Spec: s, Out: pos[1], Force: *o.force, Progress: rep, Warnings: warnings,
 		Command: "iteris " + strings.Join(append([]string{"merge"}, args...), " "), Version: versionString()})

@@ -67,6 +67,20 @@ func (b Backend) Config() string { return b.config }
 // Fallback says why auto mode did not install OpenBLAS; empty otherwise.
 func (b Backend) Fallback() string { return b.fallback }
 
+// Kernel is the OpenBLAS core in use and how it was chosen; the zero Kernel
+// for gonum. Kernel().Warning is non-empty when that core is slower than
+// the CPU allows; callers show it to the user.
+func (b Backend) Kernel() Kernel {
+	if b.lib == nil {
+		return Kernel{}
+	}
+	return b.lib.kernel
+}
+
+// Core is the OpenBLAS core in use, e.g. "SkylakeX" (openblas_get_corename);
+// empty for gonum.
+func (b Backend) Core() string { return b.Kernel().Core }
+
 // Threads is the number of threads the backend computes with: OpenBLAS's
 // thread count, or GOMAXPROCS for gonum (whose Dgemm runs goroutines).
 func (b Backend) Threads() int {
@@ -93,7 +107,7 @@ func (b Backend) String() string {
 		}
 		return s
 	}
-	return fmt.Sprintf("openblas %s (%s), %d threads", b.path, b.config, b.Threads())
+	return fmt.Sprintf("openblas %s (%s), %d threads; core %s: %s", b.path, b.config, b.Threads(), b.lib.kernel.Core, b.lib.kernel.Reason)
 }
 
 var (
@@ -117,8 +131,10 @@ func Current() Backend {
 // ITERIS_OPENBLAS when that is set, else in the usual library locations.
 // In openblas mode a library that cannot be loaded is an error naming every
 // path tried; in auto mode it falls back to gonum and Backend.Fallback says
-// why. Init must not run concurrently with linear algebra in other
-// goroutines: gonum's Use functions are not synchronised.
+// why. Before OpenBLAS is loaded its core is chosen (see the package doc and
+// Backend.Kernel), once per library and process. Init must not run
+// concurrently with linear algebra in other goroutines: gonum's Use
+// functions are not synchronised.
 func Init(mode string) (Backend, error) {
 	if env := strings.TrimSpace(os.Getenv(EnvBLAS)); env != "" {
 		mode = env

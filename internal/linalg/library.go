@@ -1,6 +1,8 @@
 package linalg
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +18,8 @@ type library struct {
 	path     string // as found
 	resolved string // symbolic links resolved
 	config   string // openblas_get_config + core name
+	core     string // openblas_get_corename; empty when the library lacks it
+	kernel   Kernel // the core in use and how it was chosen
 
 	handle uintptr
 
@@ -50,7 +54,7 @@ func loadOpenBLAS(candidates []string) (*library, error) {
 		if lib, ok := loaded[p]; ok {
 			return lib, nil
 		}
-		lib, err := openLibrary(p)
+		lib, err := defaultChooser.open(p)
 		if err != nil {
 			tried = append(tried, fmt.Sprintf("%s (%v)", p, err))
 			continue
@@ -63,6 +67,78 @@ func loadOpenBLAS(candidates []string) (*library, error) {
 		hint = fmt.Sprintf("the path comes from %s", EnvOpenBLAS)
 	}
 	return nil, fmt.Errorf("%w: tried %s; %s", ErrOpenBLASUnavailable, strings.Join(tried, "; "), hint)
+}
+
+// errNoSuchFile is the reason given for a candidate path that does not exist.
+var errNoSuchFile = errors.New("no such file")
+
+// missingFile reports whether p is a file path (not a bare name for the
+// dynamic loader's search) that does not exist.
+func missingFile(p string) bool {
+	if !strings.ContainsRune(p, os.PathSeparator) {
+		return false
+	}
+	_, err := os.Stat(p)
+	return err != nil
+}
+
+// kernelChooser is what choosing the kernel reads from the machine; tests
+// replace its parts.
+type kernelChooser struct {
+	lookupEnv func(string) (string, bool)
+	cpu       func() cpuInfo
+	probe     func(ctx context.Context, path string) (string, error)
+}
+
+var defaultChooser = kernelChooser{lookupEnv: os.LookupEnv, cpu: sync.OnceValue(hostCPU), probe: probeCore}
+
+// open chooses the kernel for the library at p, loads the library with
+// that choice in OPENBLAS_CORETYPE and records the outcome in its kernel.
+func (k kernelChooser) open(p string) (*library, error) {
+	if missingFile(p) {
+		return nil, errNoSuchFile
+	}
+	in := k.input(p)
+	d := chooseCore(in)
+	lib, err := openWithCoreType(p, d.Set)
+	if err != nil {
+		return nil, err
+	}
+	lib.kernel = kernelReport(in, d, lib.core, lib.config)
+	return lib, nil
+}
+
+// input gathers the choice's inputs for the library at p; the probe runs
+// only when its answer could change the choice.
+func (k kernelChooser) input(p string) coreInput {
+	in := coreInput{CPU: k.cpu(), Version: versionFromPath(resolve(p))}
+	in.Env, in.EnvSet = k.lookupEnv(EnvCoreType)
+	if wantsProbe(in) {
+		core, err := k.probe(context.Background(), p)
+		if err != nil {
+			in.NoProbe = "probe: " + err.Error()
+		}
+		in.Detected = core
+	}
+	return in
+}
+
+// openWithCoreType loads p with OPENBLAS_CORETYPE=core in the environment
+// during the load (none when core is empty), then unsets it again: OpenBLAS
+// reads the variable once, in the constructor dlopen runs, and leaving it set
+// would make a later load look like the user's choice. os.Setenv reaches the
+// C library's environment (getenv) through the runtime's cgo hook, which
+// purego provides without cgo too. The caller holds loadedMu; the variable
+// was unset before (chooseCore sets a core only then).
+func openWithCoreType(p, core string) (*library, error) {
+	if core == "" {
+		return openLibrary(p)
+	}
+	if err := os.Setenv(EnvCoreType, core); err != nil {
+		return nil, fmt.Errorf("setting %s=%s: %v", EnvCoreType, core, err)
+	}
+	defer os.Unsetenv(EnvCoreType)
+	return openLibrary(p)
 }
 
 // defaultLibraryPaths lists where OpenBLAS is usually installed, most

@@ -3,9 +3,7 @@
 package linalg
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/ebitengine/purego"
@@ -13,10 +11,8 @@ import (
 
 // openLibrary dlopens p and looks up every required symbol.
 func openLibrary(p string) (*library, error) {
-	if strings.ContainsRune(p, os.PathSeparator) {
-		if _, err := os.Stat(p); err != nil {
-			return nil, errors.New("no such file")
-		}
+	if missingFile(p) {
+		return nil, errNoSuchFile
 	}
 	h, err := purego.Dlopen(p, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 	if err != nil {
@@ -49,7 +45,8 @@ func openLibrary(p string) (*library, error) {
 	if addr, err := purego.Dlsym(h, "openblas_get_corename"); err == nil && addr != 0 {
 		var corename func() string
 		purego.RegisterFunc(&corename, addr)
-		lib.config += " core=" + strings.TrimSpace(corename())
+		lib.core = strings.TrimSpace(corename())
+		lib.config += " core=" + lib.core
 	}
 	if strings.Contains(lib.config, "USE64BITINT") {
 		_ = purego.Dlclose(h)
