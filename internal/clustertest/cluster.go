@@ -1,0 +1,126 @@
+package clustertest
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/iteris-dev/iteris/internal/artifact"
+	"github.com/iteris-dev/iteris/internal/client"
+	"github.com/iteris-dev/iteris/internal/natsserver/natstest"
+	"github.com/iteris-dev/iteris/protocol"
+)
+
+// Options shapes a loopback cluster.
+type Options struct {
+	// Coordinators and Workers count the processes (Workers may be 0: start them later).
+	Coordinators, Workers int
+	// Lease and WorkerTimeout are the coordinators' timeouts (defaults 10 s and 3 s).
+	Lease, WorkerTimeout time.Duration
+	// WorkerMemory is each worker's --memory (default 4GiB).
+	WorkerMemory string
+}
+
+// Cluster is a running loopback cluster.
+type Cluster struct {
+	t            testing.TB
+	opt          Options
+	NATS         *natstest.Server
+	Coordinators []*Proc
+	Workers      []*Proc
+	dir          string
+	peers        string
+}
+
+// StartCluster starts the nats-server, the coordinators and the workers.
+func StartCluster(t testing.TB, opt Options) *Cluster {
+	t.Helper()
+	if opt.Lease == 0 {
+		opt.Lease = 10 * time.Second
+	}
+	if opt.WorkerTimeout == 0 {
+		opt.WorkerTimeout = 3 * time.Second
+	}
+	if opt.WorkerMemory == "" {
+		opt.WorkerMemory = "4GiB"
+	}
+	c := &Cluster{t: t, opt: opt, NATS: natstest.Start(t, natstest.Options{}), dir: t.TempDir()}
+	var peers []string
+	ports := make([]int, opt.Coordinators)
+	for i := range ports {
+		ports[i] = FreePort(t)
+		peers = append(peers, fmt.Sprintf("c%d=127.0.0.1:%d", i, ports[i]))
+	}
+	c.peers = strings.Join(peers, ",")
+	for i := range ports {
+		c.Coordinators = append(c.Coordinators, Start(t, fmt.Sprintf("c%d", i), Root(), "coordinator",
+			"--id", fmt.Sprintf("c%d", i), "--data-dir", filepath.Join(c.dir, fmt.Sprintf("c%d", i)),
+			"--raft-addr", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--peers", c.peers, "--nats", c.NATS.URL(),
+			"--election-timeout", "200ms", "--lease", opt.Lease.String(), "--worker-timeout", opt.WorkerTimeout.String()))
+	}
+	for i := 0; i < opt.Workers; i++ {
+		c.StartWorker(fmt.Sprintf("w%d", i))
+	}
+	return c
+}
+
+// StartWorker starts one more worker process.
+func (c *Cluster) StartWorker(id string) *Proc {
+	c.t.Helper()
+	p := Start(c.t, id, Root(), "worker", "--id", id, "--nats", c.NATS.URL(), "--memory", c.opt.WorkerMemory,
+		"--data-dir", c.WorkerDir(id), "--heartbeat", "200ms")
+	c.Workers = append(c.Workers, p)
+	return p
+}
+
+// WorkerDir is a worker's --data-dir.
+func (c *Cluster) WorkerDir(id string) string { return filepath.Join(c.dir, "workers", id) }
+
+// Client returns a job API client connected to the cluster's NATS server.
+func (c *Cluster) Client() *client.Client {
+	c.t.Helper()
+	nc := c.NATS.Connect()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	store, err := artifact.NewJetStream(js, artifact.JetStreamConfig{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return client.New(nc, store)
+}
+
+// Submit starts `iteris submit CONFIG OUT --wait` (relative paths resolve against the
+// repository root) and returns the process.
+func (c *Cluster) Submit(config, out string, extra ...string) *Proc {
+	c.t.Helper()
+	args := append([]string{"submit", config, out, "--nats", c.NATS.URL(), "--wait", "--progress", "none"}, extra...)
+	return Start(c.t, "submit", Root(), args...)
+}
+
+// Leader returns the leader's id as the job API reports it.
+func (c *Cluster) Leader(ctx context.Context) (string, error) {
+	st, err := c.Client().Status(ctx, "")
+	if err != nil {
+		return "", err
+	}
+	return st.Leader, nil
+}
+
+// Job returns the status of the cluster's only job, or an error while there is none.
+func (c *Cluster) Job(ctx context.Context) (protocol.JobStatus, error) {
+	st, err := c.Client().Status(ctx, "")
+	if err != nil {
+		return protocol.JobStatus{}, err
+	}
+	if len(st.Jobs) != 1 {
+		return protocol.JobStatus{}, fmt.Errorf("%d jobs", len(st.Jobs))
+	}
+	return st.Jobs[0], nil
+}
