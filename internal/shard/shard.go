@@ -47,7 +47,8 @@ const (
 type Settings struct {
 	// Method is MethodIterIS or MethodRegMean.
 	Method string
-	// Objective is merge.Delta or merge.Full (iteris only).
+	// Objective is merge.Delta, merge.Full or merge.Residual (iteris only; residual needs the
+	// sweep).
 	Objective merge.Objective
 	// Schedule is Jacobi or Sweep (iteris only).
 	Schedule string
@@ -67,6 +68,15 @@ type Settings struct {
 	Seed uint64
 	// BatchSize is the number of sequences run through the model together (16 when 0).
 	BatchSize int
+	// Truncation is how the full and residual objectives cut a site's dense update to the
+	// output rank: merge.TruncData (the minimiser of the site's own weighted objective) or
+	// merge.TruncSVD. Empty means the objective's default: data for residual, svd for full.
+	Truncation merge.Truncation
+	// RefineSteps is the number of Adam steps of layer-wise distillation per layer after the
+	// sweep's closed form (0: closed form only; sweep only).
+	RefineSteps int
+	// RefineLR is the distillation's Adam learning rate (used when RefineSteps > 0).
+	RefineLR float64
 }
 
 // Task is one adapter of the merge.
@@ -131,6 +141,9 @@ type Unit struct {
 // sites are the union of the adapters' modules in those layers. Adapters must already be
 // validated against the base model.
 func New(base *model.Model, lo, hi int, tasks []Task, set Settings) (*Unit, error) {
+	if err := set.Validate(); err != nil {
+		return nil, err
+	}
 	if lo < base.Range.Lo || hi > base.Range.Hi || lo > hi {
 		return nil, fmt.Errorf("%w: layers [%d, %d) are not within the loaded range [%d, %d)", ErrInput, lo, hi, base.Range.Lo, base.Range.Hi)
 	}
