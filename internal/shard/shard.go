@@ -11,6 +11,12 @@
 // Streams: T is a task stream (base + adapter i, on task i's sequences), M the merged stream (base
 // + the current merged update, on the same sequences). A Unit keeps no stream between steps: every
 // step's inputs are passed in, and its outputs returned, so a step can run again anywhere.
+//
+// The sweep also runs the recommended method (Settings.Objective merge.Residual, Truncation,
+// RefineSteps): o_proj and down_proj solved with the drift of the merged residual stream (from
+// the two streams the unit already holds), the data-aware truncation, and after each layer's
+// closed form its layer-wise distillation (internal/distill) before the merged stream advances.
+// All of it is layer-local; the step's records carry each layer's losses (StepOutput.Layers).
 package shard
 
 import (
