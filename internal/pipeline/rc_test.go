@@ -1,11 +1,13 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
@@ -13,6 +15,7 @@ import (
 	"github.com/iteris-dev/iteris/internal/adapter"
 	"github.com/iteris-dev/iteris/internal/merge"
 	"github.com/iteris-dev/iteris/internal/model"
+	"github.com/iteris-dev/iteris/internal/progress"
 	"github.com/iteris-dev/iteris/internal/safetensors"
 )
 
@@ -209,6 +212,54 @@ func TestRCFullMethodMatchesReference(t *testing.T) {
 		t.Logf("layer %d: loss %.6f -> %.6f (reference %.6f -> %.6f; rel %.2e, %.2e) in %.2f s", l, got.LossBefore, got.LossAfter, want.First, want.Last, ef, el, got.Seconds)
 		if got.Layer != want.Layer || got.Steps != 30 || ef > 1e-5 || el > 1e-5 {
 			t.Errorf("layer record %+v, want layer %d, 30 steps, losses %.6g -> %.6g within 1e-5", got, want.Layer, want.First, want.Last)
+		}
+	}
+}
+
+// TestRefineProgress: with refinement the sweep's phase counts every level and every Adam step
+// ("sweep + refine", 16 levels + 4 layers x 2 steps), and each refined layer is a JSON "refine"
+// event carrying the layer record.
+func TestRefineProgress(t *testing.T) {
+	base := loadBase(t)
+	var buf bytes.Buffer
+	rep, err := progress.New(progress.JSON, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mg, err := NewMerger(base, fixtureTasks(t, base), rcSettings(0, 2), rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := mg.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refines []map[string]any
+	var start, end map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("event %q: %v", line, err)
+		}
+		switch ev["event"] {
+		case "refine":
+			refines = append(refines, ev)
+		case "phase_start":
+			start = ev
+		case "phase_end":
+			end = ev
+		}
+	}
+	if start["phase"] != "sweep + refine" || start["total"] != 24.0 || end["total"] != 24.0 {
+		t.Errorf("phase start %v, end %v: want \"sweep + refine\" of 24 units", start, end)
+	}
+	if len(refines) != 4 {
+		t.Fatalf("%d refine events, want 4:\n%s", len(refines), buf.String())
+	}
+	for l, ev := range refines {
+		r := recs[0].Layers[l]
+		if ev["layer"] != float64(l) || ev["steps"] != 2.0 || ev["loss_before"] != r.LossBefore || ev["loss_after"] != r.LossAfter {
+			t.Errorf("refine event %v, layer record %+v", ev, r)
 		}
 	}
 }
