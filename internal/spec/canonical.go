@@ -144,14 +144,8 @@ func (s *Spec) Canonical() map[string]any {
 		"majority_sign":    q.MajoritySign,
 		"svd_rank":         q.SVDRank,
 		"seed":             q.Seed,
-		"truncation":       q.Truncation,
 	}
-	if q.Samples == SamplesAll {
-		all["samples"] = "all"
-	}
-	if q.Refine.Steps > 0 {
-		all["refine"] = map[string]any{"steps": q.Refine.Steps, "lr": q.Refine.LR}
-	}
+	q.residualCanonical(all)
 	if q.CompletionTokens == CompletionAuto {
 		all["completion_tokens"] = "auto"
 	} else {

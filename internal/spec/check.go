@@ -152,16 +152,7 @@ func (s *Spec) check() []*Error {
 		bad("parameters.objective", "method regmean supports only objective delta, got %q", q.Objective)
 	}
 	oneOf("parameters.schedule", q.Schedule, ScheduleJacobi, ScheduleSweep)
-	if s.Method == MethodIterIS && q.Objective == ObjectiveResidual && q.Schedule == ScheduleJacobi {
-		bad("parameters.objective", "objective residual needs schedule sweep (it corrects the drift of the merged residual stream level by level, in the sweep's order); schedule is jacobi")
-	}
-	oneOf("parameters.truncation", q.Truncation, TruncationData, TruncationSVD)
-	if q.Refine.Steps < 0 {
-		bad("parameters.refine.steps", "must be >= 0 (0: closed form only), got %d", q.Refine.Steps)
-	}
-	if finite("parameters.refine.lr", q.Refine.LR) && !(q.Refine.LR > 0) {
-		bad("parameters.refine.lr", "must be > 0, got %v", q.Refine.LR)
-	}
+	errs = append(errs, s.checkResidual()...)
 	if q.Iterations < 1 {
 		bad("parameters.iterations", "must be >= 1, got %d", q.Iterations)
 	}

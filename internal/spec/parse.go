@@ -504,40 +504,6 @@ func (p *parser) parameters(e entry, q *Parameters) {
 	}
 }
 
-// refine reads `parameters.refine:` over the defaults in r.
-func (p *parser) refine(e entry, r *Refine) {
-	m, ok := p.mapping(e.val, "parameters.refine", refineKeys)
-	if !ok {
-		return
-	}
-	if f, ok := m["steps"]; ok {
-		if n, ok := p.integer(f, "parameters.refine.steps"); ok {
-			r.Steps = n
-		}
-	}
-	if f, ok := m["lr"]; ok {
-		if x, ok := p.number(f, "parameters.refine.lr"); ok {
-			r.LR = x
-		}
-	}
-}
-
-// objectiveDefaults fills the objective-dependent parameters the file does not give from the
-// defaults of its objective (DefaultsFor).
-func (s *Spec) objectiveDefaults() {
-	q := &s.Parameters
-	d := DefaultsFor(s.Method, q.Objective)
-	if !s.given["parameters.samples"] {
-		q.Samples = d.Samples
-	}
-	if !s.given["parameters.truncation"] {
-		q.Truncation = d.Truncation
-	}
-	if !s.given["parameters.refine.steps"] {
-		q.Refine.Steps = d.Refine.Steps
-	}
-}
-
 // output reads `output:` over the defaults in o.
 func (p *parser) output(e entry, o *Output) {
 	m, ok := p.mapping(e.val, "output", outputKeys)
