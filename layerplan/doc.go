@@ -50,7 +50,9 @@
 //	                  one stream encoded as an artifact
 //	grams             T·n²·8·g per point: g = 3 (G, P, Q) for the sweep and jacobi K > 1, 1 (G
 //	                  only) for jacobi K = 1 and RegMean; jacobi holds every point of a layer at
-//	                  once (a layer's capture is one pass), the sweep one level; the largest layer
+//	                  once (a layer's capture is one pass), the sweep one level; the largest layer;
+//	                  the residual objective adds T·h·n·8 at o_in and down_in (the drift cross
+//	                  terms)
 //	gram_copies       = grams: gram.Accumulator.Grams returns dense copies of the sums, made while
 //	                  the accumulators are alive and read by the solves (a solve from the sums in
 //	                  place would drop this term)
@@ -58,7 +60,9 @@
 //	                  gram.Accumulator's float64 conversion buffers, chunk(n) =
 //	                  max(16, min(1024, 32 MiB / 8n))
 //	features          the task features kept to pair with the merged ones: sweep N·Σ_points n·4
-//	                  (a whole layer's), jacobi K > 1 B·Σ_points n·4 (one batch), else 0
+//	                  (a whole layer's), jacobi K > 1 B·Σ_points n·4 (one batch), else 0; the
+//	                  sweep of the residual objective or with refinement adds 2·N·h·4 (the task
+//	                  residuals entering the layer and after its attention block)
 //	layer_work        B·2·(h + qw + kw + I)·4: one batch through one layer (normed input, q, k,
 //	                  v, attention output, new residual, gate, up)
 //	attention_scores  heads·Lmax²·4: one sequence's scores for every head
@@ -67,7 +71,11 @@
 //	                  weights or the full objective: W0 and W0ᵀW0); + 2n² + 7mn for the full
 //	                  objective (D, the residual's weighted P, the right-hand side, B_cat·Y,
 //	                  their transposes, the solution, dW, the SVD); weight-only (R + 2k)·(m+n)·8
-//	                  factor copies, + (2·tasks + 3)·mn·8 for the dense variants
+//	                  factor copies, + (2·tasks + 3)·mn·8 for the dense variants; the residual
+//	                  objective as the full one
+//	refine            with refinement: B·(7h + 4qw + 4kw + 6I)·4 (one batch's tape and backward
+//	                  buffers) + Σ_layer sites 6·k·(m+n)·8 (parameters, Adam's moments, gradient,
+//	                  start and result in float64); the largest layer
 //
 // Streams, transfer, grams, their copies and buffers, features, layer work and scores are zero for a shard
 // that starts after the last site's layer (no stream reaches it) and for weight-only merges,

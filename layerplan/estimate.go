@@ -66,6 +66,7 @@ type layerInfo struct {
 	gramBufs int64 // accumulators' float64 conversion buffers (max)
 	features int64 // task features copied for the cross Grams (max)
 	solve    int64 // live set of the largest site solve (max)
+	refine   int64 // the refinement's tape and optimiser state (max)
 }
 
 // NewEstimator validates in and derives the per-layer quantities. It keeps a copy of in.
@@ -209,6 +210,13 @@ func (e *Estimator) multiSolve() bool {
 	return e.in.Merge.Method == DataAware && e.in.Merge.Schedule == Jacobi && e.in.Merge.Solves > 1
 }
 
+// dense reports an objective whose site update is dense and truncated (full, residual).
+func (g Merge) dense() bool { return g.Objective == Full || g.Objective == Residual }
+
+// residuals reports whether the sweep keeps each layer's task residuals h^l and h^{l,mid}
+// besides the streams: for the residual objective's drift and the refinement's targets.
+func (g Merge) residuals() bool { return g.Objective == Residual || g.RefineSteps > 0 }
+
 // cross reports whether the Grams keep P and Q besides G.
 func (e *Estimator) cross() bool {
 	return e.in.Merge.Schedule == Sweep || e.multiSolve()
@@ -228,8 +236,26 @@ func (e *Estimator) fillLayer(l int) {
 		return
 	}
 	e.gramTerms(li)
+	e.refineTerm(l, li)
 	if l <= e.lastSite {
 		li.work = e.dataAwareWork(l)
+	}
+}
+
+// refineTerm is the live set of layer l's refinement: one batch's tape and backward buffers,
+// B·(7h + 4qw + 4kw + 6I)·4, and per trained site six float64 copies of its factors (the
+// parameters, Adam's two moments, the gradient, the start and the result), 6·k·(m+n)·8.
+func (e *Estimator) refineTerm(l int, li *layerInfo) {
+	if e.in.Merge.RefineSteps == 0 || li.sites == 0 {
+		return
+	}
+	md := e.in.Model
+	w := 7*int64(md.Hidden) + 4*int64(md.QWidth()) + 4*int64(md.KVWidth()) + 6*int64(md.Intermediate)
+	li.refine = mul(e.batchRows, w, 4)
+	for _, s := range e.sites {
+		if s.layer == l {
+			li.refine = add(li.refine, mul(6, s.k, s.m+s.n, 8))
+		}
 	}
 }
 
@@ -277,6 +303,9 @@ func (e *Estimator) gramTerms(li *layerInfo) {
 		}
 		n := int64(e.in.Model.width(p))
 		gp := mul(T, n, n, 8, mult)
+		if e.in.Merge.Objective == Residual && (p == OIn || p == DownIn) {
+			gp = add(gp, mul(T, int64(e.in.Model.Hidden), n, 8)) // the drift cross terms D^T X~
+		}
 		bp := mul(T, 8, n, min(gramChunk(n), e.batchRows), bufs)
 		if e.in.Merge.Schedule == Jacobi {
 			li.grams, li.gramBufs = add(li.grams, gp), add(li.gramBufs, bp)
@@ -288,6 +317,9 @@ func (e *Estimator) gramTerms(li *layerInfo) {
 	switch {
 	case e.in.Merge.Schedule == Sweep:
 		li.features = mul(e.rows, featWidth, 4)
+		if e.in.Merge.residuals() {
+			li.features = add(li.features, mul(2, e.rows, int64(e.in.Model.Hidden), 4))
+		}
 	case e.multiSolve():
 		li.features = mul(e.batchRows, featWidth, 4)
 	}
@@ -318,10 +350,10 @@ func (e *Estimator) siteSolve(s siteInfo) int64 {
 		return b
 	}
 	b := mul(3, n2)
-	if g.Adaptive || g.Objective == Full {
+	if g.Adaptive || g.dense() {
 		b = add(b, n2, mn)
 	}
-	if g.Objective == Full {
+	if g.dense() {
 		b = add(b, mul(2, n2), mul(7, mn))
 	}
 	return b

@@ -141,6 +141,38 @@ func TestFootprintSchedules(t *testing.T) {
 	}
 }
 
+// The residual objective with refinement against the full objective's sweep (tiny-skills, one
+// shard, batches of 2: B = 22 rows, N = 176): the sweep's largest level, down_in, holds the drift
+// cross terms besides its Grams (4·3·8·344² + 4·128·344·8 = 11360256 + 1409024); the task
+// residuals h^l and h^{l,mid} join the features (2·176·128·4 = 180224); the refinement holds one
+// batch's tape, 22·(7·128 + 4·128 + 4·64 + 6·344)·4 = 328064, and six float64 copies of a
+// layer's rank-32 factors, 6·32·2312·8 = 3551232. Every other part is the full objective's.
+func TestFootprintResidual(t *testing.T) {
+	full := partsMap(mustEstimator(t, tinyInput(sweep(Full, true, 2))).SingleProcess().Merge)
+	g := sweep(Residual, true, 2)
+	g.RefineSteps = 30
+	got := partsMap(mustEstimator(t, tinyInput(g)).SingleProcess().Merge)
+	want := map[PartName]int64{}
+	for k, v := range full {
+		want[k] = v
+	}
+	want[PartGrams] = 11360256 + 1409024
+	want[PartGramCopies] = want[PartGrams]
+	want[PartFeatures] = full[PartFeatures] + 180224
+	want[PartRefine] = 328064 + 3551232
+	if full[PartFeatures] != 512512 || full[PartRefine] != 0 {
+		t.Fatalf("full sweep: features %d, refine %d; want 512512 and none", full[PartFeatures], full[PartRefine])
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("residual + refine parts\n got  %v\n want %v", got, want)
+	}
+	// The refinement's work: 30 steps of about three forward passes of the layer per step.
+	e0, e1 := mustEstimator(t, tinyInput(sweep(Residual, true, 2))), mustEstimator(t, tinyInput(g))
+	if d, fwd := e1.layers[0].work-e0.layers[0].work, e0.forward(NumPoints); d != 30*3*fwd {
+		t.Errorf("refinement work %d, want 90 forward passes of %d", d, fwd)
+	}
+}
+
 // Llama-3-8B and -70B, every part of one shard checked against the formulas by hand:
 // 8B per layer 4·(2·4096² + 2·1024·4096 + 3·14336·4096 + 2·4096) = 872448000 bytes.
 func TestFootprintLlama(t *testing.T) {

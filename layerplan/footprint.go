@@ -26,6 +26,7 @@ const (
 	PartLayerWork    PartName = "layer_work"       // one batch's buffers through one layer
 	PartScores       PartName = "attention_scores" // one sequence's attention scores, every head
 	PartSolve        PartName = "solve"            // the largest site solve's live set
+	PartRefine       PartName = "refine"           // the refinement's tape and optimiser state
 	PartKVCache      PartName = "kv_cache"         // calibration: one generation batch's keys and values
 	PartLogits       PartName = "logits"           // calibration: the last rows' logits, last shard
 )
@@ -47,6 +48,7 @@ const (
 	pLayerWork
 	pScores
 	pSolve
+	pRefine
 	pKVCache
 	pLogits
 	numParts
@@ -55,7 +57,7 @@ const (
 var partNames = [numParts]PartName{
 	PartLayerWeights, PartEmbeddings, PartHead, PartLoRA, PartLoRAFloat64, PartMerged, PartStreams,
 	PartTransfer, PartGrams, PartGramCopies, PartGramBuffers, PartFeatures, PartLayerWork, PartScores, PartSolve,
-	PartKVCache, PartLogits,
+	PartRefine, PartKVCache, PartLogits,
 }
 
 // Part is one named term of a footprint, in bytes.
@@ -142,6 +144,7 @@ type span struct {
 	lora, loraF64, merged, factors   int64
 	work                             int64
 	grams, gramBufs, features, solve int64
+	refine                           int64
 	sites, levels                    int
 }
 
@@ -151,6 +154,7 @@ func (s *span) extend(li layerInfo) {
 	s.merged, s.factors, s.work = add(s.merged, li.merged), add(s.factors, li.factors), add(s.work, li.work)
 	s.grams, s.gramBufs = max(s.grams, li.grams), max(s.gramBufs, li.gramBufs)
 	s.features, s.solve = max(s.features, li.features), max(s.solve, li.solve)
+	s.refine = max(s.refine, li.refine)
 	s.sites += li.sites
 	s.levels += li.levels
 }
@@ -225,6 +229,7 @@ func (e *Estimator) mergeParts(s span) parts {
 	p[pGrams], p[pGramCopies], p[pGramBuffers], p[pFeatures] = s.grams, s.grams, s.gramBufs, s.features
 	p[pLayerWork] = e.layerWork(e.batchRows)
 	p[pScores] = mul(int64(md.Heads), e.maxLen, e.maxLen, 4)
+	p[pRefine] = s.refine
 	return p
 }
 

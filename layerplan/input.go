@@ -31,6 +31,9 @@ const (
 	MaxSteps     = 1 << 16 // steps of one plan
 )
 
+// MaxRefineSteps bounds the refinement's Adam steps per layer.
+const MaxRefineSteps = 1 << 20
+
 // Method says how the sites are merged.
 type Method string
 
@@ -61,6 +64,10 @@ const (
 	Delta Objective = "delta"
 	// Full matches each task model's whole output (a dense update, truncated).
 	Full Objective = "full"
+	// Residual is Full whose o_proj and down_proj targets also undo the drift of the merged
+	// residual stream (sweep only): a dense update, plus per task an m x n cross term at those
+	// two points and the task streams' residuals of the layer being solved.
+	Residual Objective = "residual"
 )
 
 // Output rank rules (Merge.Rank); a positive Rank is that rank at every site.
@@ -148,8 +155,11 @@ type Merge struct {
 	Schedule Schedule `json:"schedule,omitempty"`
 	// Solves is the number of jacobi solves K (1 for RegMean); 1 for the sweep.
 	Solves int `json:"solves,omitempty"`
-	// Objective is Delta or Full (data-aware only).
+	// Objective is Delta, Full or Residual (data-aware only).
 	Objective Objective `json:"objective,omitempty"`
+	// RefineSteps is the number of Adam steps of layer-wise distillation per layer after the
+	// sweep's closed form (0: none; sweep only).
+	RefineSteps int `json:"refine_steps,omitempty"`
 	// Adaptive says the solve computes the adaptive weights c_i (it then needs W0 in float64).
 	Adaptive bool `json:"adaptive,omitempty"`
 	// Dense says a weight-only merge goes through the dense updates (ties_svd,
@@ -336,8 +346,8 @@ func (g Merge) validate() error {
 	}
 	switch g.Method {
 	case WeightOnly:
-		if g.Schedule != "" || g.Solves != 0 || g.Objective != "" || g.Adaptive || g.BatchSize != 0 {
-			return bad("merge", "schedule, solves, objective, adaptive and batch_size are for data-aware merges only")
+		if g.Schedule != "" || g.Solves != 0 || g.Objective != "" || g.Adaptive || g.BatchSize != 0 || g.RefineSteps != 0 {
+			return bad("merge", "schedule, solves, objective, adaptive, batch_size and refine_steps are for data-aware merges only")
 		}
 		return nil
 	case DataAware:
@@ -359,8 +369,14 @@ func (g Merge) validate() error {
 	default:
 		return bad("merge.schedule", "%q (want %q or %q)", g.Schedule, Jacobi, Sweep)
 	}
-	if g.Objective != Delta && g.Objective != Full {
-		return bad("merge.objective", "%q (want %q or %q)", g.Objective, Delta, Full)
+	if g.Objective != Delta && g.Objective != Full && g.Objective != Residual {
+		return bad("merge.objective", "%q (want %q, %q or %q)", g.Objective, Delta, Full, Residual)
+	}
+	if g.Objective == Residual && g.Schedule != Sweep {
+		return bad("merge.objective", "%q needs schedule %q", Residual, Sweep)
+	}
+	if g.RefineSteps < 0 || g.RefineSteps > MaxRefineSteps || g.RefineSteps > 0 && g.Schedule != Sweep {
+		return bad("merge.refine_steps", "%d (want 0..%d, and the sweep when > 0)", g.RefineSteps, MaxRefineSteps)
 	}
 	if g.BatchSize < 1 || g.BatchSize > MaxSequences {
 		return bad("merge.batch_size", "%d is outside 1..%d", g.BatchSize, MaxSequences)

@@ -76,9 +76,14 @@ func (e *Estimator) dataAwareWork(l int) int64 {
 			continue
 		}
 		w = add(w, div(mul(s.n, s.n, s.n), 3), mul(2, s.n, s.n, s.all))
-		if g.Objective == Full {
+		if g.dense() {
 			w = add(w, mul(4, s.m, s.n, s.n))
 		}
+	}
+	if g.RefineSteps > 0 && li.sites > 0 {
+		// Each Adam step runs the layer forward and backward (about twice the forward's
+		// products) on every batch of the merged stream.
+		w = add(w, mul(int64(g.RefineSteps), 3, full))
 	}
 	return w
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: merge the four bundled tiny-skills adapters with IterIS
-# (full objective, sweep schedule) and evaluate the merged adapter on the four tasks.
+# The main job on the embedded default: merge the four bundled tiny-skills adapters with iteris's
+# recommended method (examples/merge4.yaml: the residual-corrected sweep, data-aware truncation,
+# every calibration prompt, 30 steps of layer-wise distillation per layer) and evaluate the merged
+# adapter on the four tasks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/merge4}"

@@ -1,8 +1,11 @@
 // Command mergetable measures every merge method on the tiny-skills merge4 benchmark (rev, upc,
 // nxt, srt; 16 calibration prompts with the fixture's exact calibration tokens) and prints a
 // markdown table of mean accuracy, per-task accuracy and merge time beside the reference table.
+// Then the ablation of the recommended method (the residual objective, the data-aware truncation,
+// every calibration prompt, layer-wise refinement), each row beside reference-rc's figure, with
+// the time of each phase.
 //
-//	go run ./bench/mergetable [-fixture testdata/tiny-skills] [-blas auto]
+//	go run ./bench/mergetable [-fixture testdata/tiny-skills] [-blas auto] [-rows all|rc]
 package main
 
 import (
@@ -32,12 +35,16 @@ var tasks = []string{"rev", "upc", "nxt", "srt"}
 func main() {
 	fixture := flag.String("fixture", "testdata/tiny-skills", "tiny-skills fixture directory")
 	blas := flag.String("blas", "auto", "BLAS backend")
+	rows := flag.String("rows", "all", "which rows: all, or rc (the ablation of the recommended method only)")
 	flag.Parse()
 	b, err := linalg.Init(*blas)
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := run(*fixture, b.String()); err != nil {
+	if *rows != "all" && *rows != "rc" {
+		log.Fatalf("-rows %q: want all or rc", *rows)
+	}
+	if err := run(*fixture, b.String(), *rows == "all"); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -49,7 +56,7 @@ type row struct {
 	seconds float64
 }
 
-func run(fx, backend string) error {
+func run(fx, backend string, everyMethod bool) error {
 	base, err := model.Load(filepath.Join(fx, "model"))
 	if err != nil {
 		return err
@@ -123,6 +130,9 @@ func run(fx, backend string) error {
 		secs := time.Since(t0).Seconds()
 		res, err := score(mg.Result())
 		return res, secs, err
+	}
+	if !everyMethod {
+		return ablation(fx, base, ptasks, score)
 	}
 	var rows []row
 	// Data-aware: jacobi runs evaluated at chosen solves, and the sweep.
@@ -262,5 +272,6 @@ func run(fx, backend string) error {
 		fmt.Printf("| %s | **%.4f** | %.3f | %.3f | %.3f | %.3f | %s | %.2f |\n", r.name, r.res.Mean,
 			r.res.Tasks["rev"].Accuracy, r.res.Tasks["upc"].Accuracy, r.res.Tasks["nxt"].Accuracy, r.res.Tasks["srt"].Accuracy, ref, r.seconds)
 	}
-	return nil
+	fmt.Println()
+	return ablation(fx, base, ptasks, score)
 }

@@ -44,6 +44,9 @@ type Options struct {
 	Beta1, Beta2 float64
 	// Eps is added to the bias-corrected sqrt(v) (default 1e-8).
 	Eps float64
+	// OnStep, if set, is called after each Adam step k = 1..Steps with L before that step
+	// (Loss[k-1]); it lets a caller show progress.
+	OnStep func(k int, loss float64)
 }
 
 // withDefaults fills the zero Adam constants.
@@ -84,6 +87,11 @@ type Task struct {
 	// Target is the task model's output of the layer on the same rows (h_t^{l+1}), Input.Rows x
 	// hidden.
 	Target []float32
+	// Positions is M_t, the number of positions the task's mean runs over; 0 means Input.Rows.
+	// A task whose sequences come in several batches is passed as one Task per batch, each with
+	// the task's total M_t (at least its own rows), so that the batches' terms add up to the
+	// task's mean.
+	Positions int
 }
 
 // Factors are the LoRA factors of one site, of scale 1: the site's update is B A, with B out x r
@@ -126,6 +134,9 @@ func Refine(ctx context.Context, base *model.Model, l int, tasks []Task, start m
 		}
 		res.Loss = append(res.Loss, loss)
 		adam.step(theta, grad)
+		if opt.OnStep != nil {
+			opt.OnStep(k, loss)
+		}
 	}
 	loss, err := p.lossGrad(ctx, theta, nil)
 	if err != nil {

@@ -46,7 +46,7 @@ func TestOptionsValidate(t *testing.T) {
 func TestTaskLoss(t *testing.T) {
 	out := []float32{3, 4, 1, 0}
 	h := []float32{0, 4, 0, 0}
-	loss, d := taskLoss(out, h, 2, true)
+	loss, d := taskLossOver(out, h, 2, 2, true)
 	want := (9.0/16 + 1/1e-12) / 2
 	if math.Abs(loss-want) > 1e-15*want {
 		t.Fatalf("loss %v, want %v", loss, want)
@@ -57,7 +57,7 @@ func TestTaskLoss(t *testing.T) {
 			t.Fatalf("dOut = %v, want %v", d, wantD)
 		}
 	}
-	if _, d := taskLoss(out, h, 2, false); d != nil {
+	if _, d := taskLossOver(out, h, 2, 2, false); d != nil {
 		t.Fatal("no gradient was asked for")
 	}
 }
@@ -239,6 +239,7 @@ func TestRefineErrors(t *testing.T) {
 		{"layer", context.Background(), 9, tasks, f, ErrShape},
 		{"no tasks", context.Background(), 1, nil, f, ErrShape},
 		{"target length", context.Background(), 1, short, f, ErrShape},
+		{"positions below the rows", context.Background(), 1, []Task{{Input: tasks[0].Input, Target: tasks[0].Target, Positions: 3}}, f, ErrShape},
 		{"factor shape", context.Background(), 1, tasks, wrong, ErrShape},
 		{"site of another layer", context.Background(), 1, tasks, map[string]Factors{base.Layers[0].Q.Name: f[name]}, ErrShape},
 		{"canceled", ctx, 1, tasks, f, context.Canceled},
@@ -250,4 +251,76 @@ func TestRefineErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// splitTask cuts a task's batch after its first k sequences into two batches that each carry the
+// task's total number of positions.
+func splitTask(t *testing.T, base *model.Model, tk Task, k int) []Task {
+	t.Helper()
+	w := tk.Input.Export()
+	hidden := base.Config.Hidden
+	cut := 0
+	for _, n := range w.Lens[:k] {
+		cut += n
+	}
+	var out []Task
+	for _, part := range []struct {
+		lens, starts []int
+		lo, hi       int
+	}{
+		{w.Lens[:k], w.Starts[:k], 0, cut}, {w.Lens[k:], w.Starts[k:], cut, tk.Input.Rows},
+	} {
+		st, err := base.Resume(model.Wire{Width: hidden, Lens: part.lens, Starts: part.starts,
+			Data: append([]float32(nil), w.Data[part.lo*hidden:part.hi*hidden]...)}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, Task{Input: st, Target: tk.Target[part.lo*hidden : part.hi*hidden], Positions: tk.Input.Rows})
+	}
+	return out
+}
+
+// TestBatchesAddUpToTask: a task passed as two batches, each with the task's number of positions,
+// has the loss of the task passed whole (the rows' terms are float64 sums in another order:
+// 1e-12) and its gradient up to float32 rounding (each batch's gradient is a float32 product
+// over its rows; measured 5e-8 to 1e-7: 1e-6), and OnStep sees every step's loss.
+func TestBatchesAddUpToTask(t *testing.T) {
+	base, tasks, f := smallProblem(t)
+	ctx := context.Background()
+	split := append([]Task{tasks[0]}, splitTask(t, base, tasks[1], 2)...)
+	l1, g1, err := Gradient(ctx, base, 1, tasks, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, g2, err := Gradient(ctx, base, 1, split, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := math.Abs(l1-l2) / l1; e > 1e-12 {
+		t.Errorf("loss %.17g whole, %.17g in batches (rel %.2g)", l1, l2, e)
+	}
+	for name := range f {
+		if e := relDiff(g2[name].B, g1[name].B) + relDiff(g2[name].A, g1[name].A); e > 1e-6 {
+			t.Errorf("%s: gradients differ by %.3g relative", name, e)
+		}
+	}
+	var seen []float64
+	res, err := Refine(ctx, base, 1, split, f, Options{Steps: 3, LR: 1e-2, OnStep: func(k int, loss float64) {
+		if k != len(seen)+1 {
+			t.Errorf("OnStep(%d) after %d steps", k, len(seen))
+		}
+		seen = append(seen, loss)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 3 || seen[0] != res.Loss[0] || seen[2] != res.Loss[2] {
+		t.Errorf("OnStep saw %v, the losses are %v", seen, res.Loss)
+	}
+}
+
+func relDiff(got, want *mat.Dense) float64 {
+	var d mat.Dense
+	d.Sub(got, want)
+	return mat.Norm(&d, 2) / mat.Norm(want, 2)
 }

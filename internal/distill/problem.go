@@ -48,6 +48,9 @@ func newProblem(base *model.Model, l int, tasks []Task, f map[string]Factors) (*
 		if len(t.Target) != t.Input.Rows*hidden {
 			return nil, fmt.Errorf("%w: task %d: target has %d values, want rows %d x hidden %d", ErrShape, i, len(t.Target), t.Input.Rows, hidden)
 		}
+		if t.Positions != 0 && t.Positions < t.Input.Rows {
+			return nil, fmt.Errorf("%w: task %d: %d positions for a batch of %d rows (want 0 or at least the rows)", ErrShape, i, t.Positions, t.Input.Rows)
+		}
 	}
 	p := &problem{base: base, l: l, tasks: tasks}
 	known := map[string]bool{}
@@ -137,7 +140,11 @@ func (p *problem) lossGrad(ctx context.Context, theta, grad []float64) (float64,
 		if err != nil {
 			return 0, fmt.Errorf("task %d: %w", i, err)
 		}
-		lt, dOut := taskLoss(tp.Out, t.Target, m.Config.Hidden, grad != nil)
+		n := t.Positions
+		if n == 0 {
+			n = t.Input.Rows
+		}
+		lt, dOut := taskLossOver(tp.Out, t.Target, m.Config.Hidden, n, grad != nil)
 		if math.IsNaN(lt) || math.IsInf(lt, 0) {
 			return 0, fmt.Errorf("task %d: the loss is %v", i, lt)
 		}
@@ -164,9 +171,10 @@ func addTo(dst []float64, src []float32) {
 	}
 }
 
-// taskLoss returns (1/M) sum_p ||out_p - h_p||^2 / max(||h_p||^2, 1e-12) over the M rows and,
-// when wantGrad, its gradient with respect to out: 2 (out_p - h_p) / (M max(||h_p||^2, 1e-12)).
-func taskLoss(out, h []float32, width int, wantGrad bool) (float64, []float32) {
+// taskLossOver returns (1/m) sum_p ||out_p - h_p||^2 / max(||h_p||^2, 1e-12) over the rows p of
+// out and h (m is the task's number of positions, the rows when the task is one batch) and, when
+// wantGrad, its gradient with respect to out: 2 (out_p - h_p) / (m max(||h_p||^2, 1e-12)).
+func taskLossOver(out, h []float32, width, m int, wantGrad bool) (float64, []float32) {
 	rows := len(h) / width
 	var dOut []float32
 	if wantGrad {
@@ -184,11 +192,11 @@ func taskLoss(out, h []float32, width int, wantGrad bool) (float64, []float32) {
 		n = math.Max(n, 1e-12)
 		sum += e / n
 		if wantGrad {
-			k := 2 / (float64(rows) * n)
+			k := 2 / (float64(m) * n)
 			for j, tv := range t {
 				dOut[r*width+j] = float32(k * (float64(o[j]) - float64(tv)))
 			}
 		}
 	}
-	return sum / float64(rows), dOut
+	return sum / float64(m), dOut
 }

@@ -34,8 +34,8 @@ type Task struct {
 	Adapter *adapter.Adapter
 	// Weight is the user weight m_i.
 	Weight float64
-	// Items are the calibration items used (the first parameters.samples of the file); nil for
-	// weight-only methods.
+	// Items are the calibration items used (the first parameters.samples of the file, or all of
+	// them with samples: all); nil for weight-only methods.
 	Items []eval.Item
 }
 
@@ -225,10 +225,11 @@ func (in *Inputs) loadCalibration(s *spec.Spec) error {
 		if err != nil {
 			return fmt.Errorf("adapter %s calibration: %w", a.Name, err)
 		}
-		if s.Parameters.Samples > len(items) {
-			return fmt.Errorf("%w: adapter %s: parameters.samples is %d but %s has only %d items", ErrInput, a.Name, s.Parameters.Samples, a.Calibration, len(items))
+		n := s.Parameters.SampleCount(len(items))
+		if n > len(items) {
+			return fmt.Errorf("%w: adapter %s: parameters.samples is %d but %s has only %d items", ErrInput, a.Name, n, a.Calibration, len(items))
 		}
-		items = items[:s.Parameters.Samples]
+		items = items[:n]
 		for _, it := range items {
 			if len(it.InputIDs) == 0 {
 				needTok = true

@@ -59,6 +59,13 @@ type CorrectedResult struct {
 	// Coefs are the adaptive weights c_i (1 when not adaptive), Weights
 	// w_i = c_i m_i.
 	Coefs, Weights []float64
+	// Residual is, for a site without cross terms, the full objective's
+	// data term sum_i w_i ||X~_i (W0 + B A)^T - X_i W_i^T||_F^2 at the
+	// truncated update (as SiteResult.Residual), from the Grams. With cross
+	// terms it is NaN: the drift's own norm sum_i w_i ||D_i||^2 and its
+	// product with the task features are not accumulated, so the corrected
+	// objective is not known.
+	Residual float64
 	// Method names how G was solved: cholesky, lu or pinv.
 	Method string
 }
@@ -130,7 +137,21 @@ func SolveCorrected(w0 *mat.Dense, f []Factor, g []gram.Grams, cross []*mat.Dens
 		res.Sigma = colNorms(res.B)
 	}
 	res.B, res.A = padRank(res.B, res.A, k)
+	res.Residual = math.NaN()
+	if !hasCross(cross) {
+		res.Residual = residual(s, pre, Full, weights, res.B, res.A)
+	}
 	return res, nil
+}
+
+// hasCross reports whether any cross term is given.
+func hasCross(cross []*mat.Dense) bool {
+	for _, c := range cross {
+		if c != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // check validates the options and returns the truncation to use.

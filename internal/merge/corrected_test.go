@@ -108,6 +108,9 @@ func TestSolveCorrectedMatchesNaive(t *testing.T) {
 			}
 			want, gw := naiveCorrected(t, w0, ts, dr, 1e-3, 2e-3)
 			e := assertRel(t, "Update vs naive", res.Update, want, 1e-10)
+			if tc.corrected != math.IsNaN(res.Residual) {
+				t.Errorf("residual %v: want NaN exactly when there are cross terms", res.Residual)
+			}
 			t.Logf("update rel err %.2e, method %s", e, res.Method)
 			wsum := 0.0
 			for i, tk := range ts {
@@ -164,6 +167,9 @@ func TestSolveCorrectedWithoutCrossIsFull(t *testing.T) {
 			t.Fatal(err)
 		}
 		assertRel(t, fmt.Sprintf("rank %d", rank), product(rc.B, rc.A), product(full.B, full.A), 1e-12)
+		if e := math.Abs(rc.Residual-full.Residual) / full.Residual; !(e <= 1e-9) {
+			t.Errorf("rank %d: residual %.12g, SolveIterIS's %.12g (rel %.2g)", rank, rc.Residual, full.Residual, e)
+		}
 	}
 }
 

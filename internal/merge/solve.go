@@ -72,6 +72,12 @@ const (
 	// Full matches each task model's whole output:
 	// (W0 + dW) X~_i ~ (W0 + dW_i) X_i. The result is dense and truncated.
 	Full Objective = "full"
+	// Residual is Full with the residual-drift correction at the sites that
+	// write into the residual stream (o_proj, down_proj): their targets also
+	// undo the drift h_i - h~_i of the merged model's residual stream
+	// (reference-rc README, "Closed form"). SolveCorrected solves it, with
+	// the cross terms R_i = D_i^T X~_i; SolveIterIS does not take it.
+	Residual Objective = "residual"
 )
 
 // SolveOptions configures SolveIterIS.

@@ -79,4 +79,24 @@ type SolveRecord struct {
 	// CaptureSeconds and SolveSeconds time the solve's two parts.
 	CaptureSeconds float64 `json:"capture_seconds"`
 	SolveSeconds   float64 `json:"solve_seconds"`
+	// RefineSeconds times the layer-wise distillation (absent without refinement).
+	RefineSeconds float64 `json:"refine_seconds,omitempty"`
+	// Layers records each layer's refinement, in layer order (sweep with refine steps > 0).
+	Layers []LayerRecord `json:"layers,omitempty"`
+}
+
+// LayerRecord is the layer-wise distillation of one decoder layer in a sweep: Steps Adam steps on
+// the layer's LoRA factors, from the closed form's split factors. The loss is the mean over each
+// task's positions of the squared error between the merged layer's output on the merged residual
+// stream and the task model's output, relative to the target's norm, summed over tasks.
+type LayerRecord struct {
+	// Layer is the decoder layer.
+	Layer int `json:"layer"`
+	// Steps is the number of Adam steps.
+	Steps int `json:"steps"`
+	// LossBefore is the loss at the closed form (the start factors); LossAfter after the last step.
+	LossBefore float64 `json:"loss_before"`
+	LossAfter  float64 `json:"loss_after"`
+	// Seconds times the layer's refinement (the factor split, the steps and the install).
+	Seconds float64 `json:"seconds"`
 }

@@ -48,6 +48,9 @@ type SiteRecord = output.SiteRecord
 // SolveRecord is one solve, one jacobi step or the whole sweep (defined in internal/output).
 type SolveRecord = output.SolveRecord
 
+// LayerRecord is one layer's refinement in a sweep (defined in internal/output).
+type LayerRecord = output.LayerRecord
+
 // Site is one merged module with its current update (nil before the first solve).
 type Site struct {
 	// Name is the module name.
@@ -121,6 +124,17 @@ func NewShardedMerger(base *model.Model, tasks []*Task, set SolveSettings, rep *
 // Levels returns the number of dependency levels: jacobi needs that many solves to reach the
 // sweep's answer.
 func (mg *Merger) Levels() int { return mg.levels }
+
+// refinedLayers counts the layers that carry sites (the layers a refining sweep refines).
+func (mg *Merger) refinedLayers() int {
+	seen := map[int]bool{}
+	for _, u := range mg.units {
+		for _, s := range u.Sites() {
+			seen[s.Layer] = true
+		}
+	}
+	return len(seen)
+}
 
 // Sites returns the sites in dependency order with their current updates.
 func (mg *Merger) Sites() []*Site {
@@ -209,17 +223,29 @@ func addStep(rec *SolveRecord, out shard.StepOutput, next shard.Updates) {
 	}
 	rec.CaptureSeconds += out.CaptureSeconds
 	rec.SolveSeconds += out.SolveSeconds
+	rec.RefineSeconds += out.RefineSeconds
+	rec.Layers = append(rec.Layers, out.Layers...)
 }
 
-// RunSweep solves the sites in dependency order in one pass, shard after shard.
+// RunSweep solves the sites in dependency order in one pass, shard after shard. With refinement,
+// the phase counts every level and every Adam step, and each refined layer is a "refine" event.
 func (mg *Merger) RunSweep(ctx context.Context) ([]SolveRecord, error) {
 	rec := SolveRecord{Solve: 1, Sites: map[string]SiteRecord{}}
-	ph := mg.progress.Phase("sweep", mg.levels)
+	name, total := "sweep", mg.levels
+	if steps := mg.set.RefineSteps; steps > 0 {
+		name, total = "sweep + refine", mg.levels+steps*mg.refinedLayers()
+	}
+	ph := mg.progress.Phase(name, total)
 	done := 0
 	next := shard.Updates{}
 	var t, m shard.Streams
+	tick := func() { done++; ph.Set(done) }
+	refined := func(r LayerRecord) {
+		mg.progress.Event("refine", map[string]any{"layer": r.Layer, "steps": r.Steps, "loss_before": r.LossBefore,
+			"loss_after": r.LossAfter, "seconds": r.Seconds})
+	}
 	for _, u := range mg.units {
-		out, err := u.Sweep(ctx, shard.StepInput{Batches: mg.batches, T: t, M: m, OnLevel: func() { done++; ph.Set(done) }})
+		out, err := u.Sweep(ctx, shard.StepInput{Batches: mg.batches, T: t, M: m, OnLevel: tick, OnRefineStep: tick, OnRefined: refined})
 		if err != nil {
 			return nil, err
 		}

@@ -166,12 +166,16 @@ func (r *runner) merge(in *inputs.Inputs, tasks []*Task) ([]*adapter.Module, err
 		return nil, err
 	}
 	r.report.Solves = recs
-	var capture, solve float64
+	var capture, solve, refine float64
 	for _, rec := range recs {
 		capture += rec.CaptureSeconds
 		solve += rec.SolveSeconds
+		refine += rec.RefineSeconds
 	}
 	timings["capture"], timings["solve"] = capture, solve
+	if set.RefineSteps > 0 {
+		timings["refine"] = refine
+	}
 	timings["merge"] = time.Since(t3).Seconds()
 	return mg.Result(), nil
 }
@@ -186,7 +190,8 @@ func (r *runner) calibrate(base *model.Model, in *inputs.Inputs, tasks []*Task) 
 			return err
 		}
 		var capped int
-		t.Seqs, capped, err = Calibrate(tm, in.Tokenizer, in.Tasks[i].Items, CalibOptions{Samples: p.Samples, CompletionTokens: p.CompletionTokens,
+		items := in.Tasks[i].Items // already cut to parameters.samples
+		t.Seqs, capped, err = Calibrate(tm, in.Tokenizer, items, CalibOptions{Samples: len(items), CompletionTokens: p.CompletionTokens,
 			MaxNewTokens: p.MaxNewTokens, BatchSize: p.BatchSize, MaxLength: base.Config.MaxLength()})
 		if err != nil {
 			return fmt.Errorf("calibration of %s: %w", t.Name, err)

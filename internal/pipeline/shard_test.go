@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/iteris-dev/iteris/internal/adapter"
@@ -55,7 +56,9 @@ func sameModules(a, b []*adapter.Module) error {
 
 // TestShardedMergeIsBitIdentical is the shard seam's acceptance test: tiny-skills cut into 1, 2
 // and 4 shards, with every stream sent through its wire bytes between shards, gives bit-identical
-// adapters for every schedule and objective.
+// adapters for every schedule and objective, the residual objective and its refinement included
+// (3 Adam steps per layer: each step runs every batch of the layer, so more steps repeat the same
+// arithmetic).
 func TestShardedMergeIsBitIdentical(t *testing.T) {
 	base := loadBase(t)
 	tasks := fixtureTasks(t, base)
@@ -78,30 +81,46 @@ func TestShardedMergeIsBitIdentical(t *testing.T) {
 		{"sweep delta", sweep(merge.Delta)},
 		{"sweep full", sweep(merge.Full)},
 		{"regmean", SolveSettings{Method: "regmean", Reduce: 1}},
+		{"sweep full, data truncation", func() SolveSettings { s := sweep(merge.Full); s.Truncation = merge.TruncData; return s }()},
+		{"sweep residual", rcSettings(0, 0)},
+		{"sweep residual, refined", rcSettings(0, 3)},
 	}
 	cutsOf := [][]int{{0, 4}, {0, 2, 4}, {0, 1, 2, 3, 4}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var want []*adapter.Module
+			var wantLosses [][2]float64
 			for _, cuts := range cutsOf {
 				mg, err := NewShardedMerger(base, tasks, tc.set, nil, cuts)
 				if err != nil {
 					t.Fatal(err)
 				}
 				mg.Transfer = wireBytes
-				if _, err := mg.Run(); err != nil {
+				recs, err := mg.Run()
+				if err != nil {
 					t.Fatal(err)
 				}
 				got := mg.Result()
 				if len(got) != 28 {
 					t.Fatalf("cuts %v: %d merged modules, want 28", cuts, len(got))
 				}
+				// The refinement's losses are bit-identical too.
+				var losses [][2]float64
+				for _, r := range recs[len(recs)-1].Layers {
+					losses = append(losses, [2]float64{r.LossBefore, r.LossAfter})
+				}
+				if refined := tc.set.RefineSteps > 0; refined != (len(losses) == 4) {
+					t.Fatalf("cuts %v: %d refined layers", cuts, len(losses))
+				}
 				if want == nil {
-					want = got
+					want, wantLosses = got, losses
 					continue
 				}
 				if err := sameModules(got, want); err != nil {
 					t.Errorf("%d shards %v vs 1 shard: %v", len(cuts)-1, cuts, err)
+				}
+				if !slices.Equal(losses, wantLosses) {
+					t.Errorf("%d shards %v: refinement losses %v, 1 shard %v", len(cuts)-1, cuts, losses, wantLosses)
 				}
 			}
 		})

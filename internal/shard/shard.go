@@ -11,6 +11,12 @@
 // Streams: T is a task stream (base + adapter i, on task i's sequences), M the merged stream (base
 // + the current merged update, on the same sequences). A Unit keeps no stream between steps: every
 // step's inputs are passed in, and its outputs returned, so a step can run again anywhere.
+//
+// The sweep also runs the recommended method (Settings.Objective merge.Residual, Truncation,
+// RefineSteps): o_proj and down_proj solved with the drift of the merged residual stream (from
+// the two streams the unit already holds), the data-aware truncation, and after each layer's
+// closed form its layer-wise distillation (internal/distill) before the merged stream advances.
+// All of it is layer-local; the step's records carry each layer's losses (StepOutput.Layers).
 package shard
 
 import (
@@ -47,7 +53,8 @@ const (
 type Settings struct {
 	// Method is MethodIterIS or MethodRegMean.
 	Method string
-	// Objective is merge.Delta or merge.Full (iteris only).
+	// Objective is merge.Delta, merge.Full or merge.Residual (iteris only; residual needs the
+	// sweep).
 	Objective merge.Objective
 	// Schedule is Jacobi or Sweep (iteris only).
 	Schedule string
@@ -67,6 +74,15 @@ type Settings struct {
 	Seed uint64
 	// BatchSize is the number of sequences run through the model together (16 when 0).
 	BatchSize int
+	// Truncation is how the full and residual objectives cut a site's dense update to the
+	// output rank: merge.TruncData (the minimiser of the site's own weighted objective) or
+	// merge.TruncSVD. Empty means the objective's default: data for residual, svd for full.
+	Truncation merge.Truncation
+	// RefineSteps is the number of Adam steps of layer-wise distillation per layer after the
+	// sweep's closed form (0: closed form only; sweep only).
+	RefineSteps int
+	// RefineLR is the distillation's Adam learning rate (used when RefineSteps > 0).
+	RefineLR float64
 }
 
 // Task is one adapter of the merge.
@@ -131,6 +147,9 @@ type Unit struct {
 // sites are the union of the adapters' modules in those layers. Adapters must already be
 // validated against the base model.
 func New(base *model.Model, lo, hi int, tasks []Task, set Settings) (*Unit, error) {
+	if err := set.Validate(); err != nil {
+		return nil, err
+	}
 	if lo < base.Range.Lo || hi > base.Range.Hi || lo > hi {
 		return nil, fmt.Errorf("%w: layers [%d, %d) are not within the loaded range [%d, %d)", ErrInput, lo, hi, base.Range.Lo, base.Range.Hi)
 	}

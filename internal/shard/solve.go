@@ -13,6 +13,9 @@ import (
 // SiteRecord is one site's outcome in one solve (the report's type, internal/output).
 type SiteRecord = output.SiteRecord
 
+// LayerRecord is one layer's refinement in a sweep (the report's type, internal/output).
+type LayerRecord = output.LayerRecord
+
 // w0 returns the base weight of a site in float64.
 func (u *Unit) w0(s *Site) *mat.Dense {
 	lin, _ := u.base.Linear(s.Name)
@@ -21,15 +24,16 @@ func (u *Unit) w0(s *Site) *mat.Dense {
 
 // solveSite solves one site from its Grams. prev is the site's update from the previous solve
 // (nil on the first): its adaptive weights are reused and the relative change is measured against
-// it. Nothing of the unit changes.
-func (u *Unit) solveSite(s *Site, g []gram.Grams, prev *Update) (Update, SiteRecord, error) {
+// it. cross holds the site's residual-drift cross terms R_i = D_i^T X~_i, one per task (residual
+// objective at o_proj and down_proj; nil elsewhere). Nothing of the unit changes.
+func (u *Unit) solveSite(s *Site, g []gram.Grams, prev *Update, cross []*mat.Dense) (Update, SiteRecord, error) {
 	set := u.set
 	var coefs []float64
 	if prev != nil && set.Adaptive {
 		coefs = prev.Coefs
 	}
 	var w0 *mat.Dense
-	if (set.Adaptive && coefs == nil) || set.Objective == merge.Full {
+	if (set.Adaptive && coefs == nil) || set.dense() {
 		w0 = u.w0(s)
 	}
 	// The output-rank rule over the ranks of the adapters that have this module (the zero
@@ -42,12 +46,20 @@ func (u *Unit) solveSite(s *Site, g []gram.Grams, prev *Update) (Update, SiteRec
 		}
 	}
 	out, in := s.Factors[0].B.RawMatrix().Rows, s.Factors[0].A.RawMatrix().Cols
-	rank := merge.OutputRank(set.Rank, ranks, out, in, set.Objective != merge.Full).Solve
+	rank := merge.OutputRank(set.Rank, ranks, out, in, !set.dense()).Solve
 	var res merge.SiteResult
 	var err error
-	if set.Method == MethodRegMean {
+	switch {
+	case set.Method == MethodRegMean:
 		res, err = merge.SolveRegMean(w0, s.Factors, g, set.Reduce, rank)
-	} else {
+	case set.corrected():
+		var cr merge.CorrectedResult
+		cr, err = merge.SolveCorrected(w0, s.Factors, g, cross, merge.CorrectedOptions{
+			Alpha1: set.Alpha1, Alpha2: set.Alpha2, Adaptive: set.Adaptive, Coefs: coefs,
+			Rank: rank, Truncation: set.Truncation, Seed: set.Seed,
+		})
+		res = merge.SiteResult{B: cr.B, A: cr.A, Coefs: cr.Coefs, Weights: cr.Weights, Residual: cr.Residual, Method: cr.Method}
+	default:
 		res, err = merge.SolveIterIS(w0, s.Factors, g, merge.SolveOptions{
 			Objective: set.Objective, Alpha1: set.Alpha1, Alpha2: set.Alpha2,
 			Adaptive: set.Adaptive, Rank: rank, Seed: set.Seed, Coefs: coefs,
@@ -57,7 +69,7 @@ func (u *Unit) solveSite(s *Site, g []gram.Grams, prev *Update) (Update, SiteRec
 		return Update{}, SiteRecord{}, fmt.Errorf("site %s: %w", s.Name, err)
 	}
 	b, a := res.B, res.A
-	if set.Objective != merge.Full {
+	if !set.dense() {
 		b, a = dropMissing(s, b, a)
 	}
 	up := Update{B: b, A: a}

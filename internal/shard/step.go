@@ -47,6 +47,11 @@ type StepInput struct {
 	Prev Updates
 	// OnLevel, if set, is called after each dependency level has been solved.
 	OnLevel func()
+	// OnRefineStep, if set, is called after each Adam step of a layer's refinement (sweep with
+	// Settings.RefineSteps > 0).
+	OnRefineStep func()
+	// OnRefined, if set, is called with each layer's record once the layer is refined.
+	OnRefined func(LayerRecord)
 }
 
 // StepOutput is what a step produces.
@@ -58,8 +63,11 @@ type StepOutput struct {
 	Updates Updates
 	// Records describe each site's solve.
 	Records map[string]SiteRecord
-	// CaptureSeconds and SolveSeconds time the step's two parts.
-	CaptureSeconds, SolveSeconds float64
+	// Layers record each layer's refinement, in layer order (sweep with refinement only).
+	Layers []LayerRecord
+	// CaptureSeconds and SolveSeconds time the step's capture (forward passes, Grams, cross
+	// terms) and its closed-form solves; RefineSeconds its layer-wise distillation.
+	CaptureSeconds, SolveSeconds, RefineSeconds float64
 }
 
 // stream is one batch on its way through the unit.
@@ -265,7 +273,7 @@ func (u *Unit) solveLayer(l int, grams map[model.Point][]gram.Grams, in StepInpu
 			if p, ok := in.Prev[s.Name]; ok {
 				prev = &p
 			}
-			up, rec, err := u.solveSite(s, grams[lv.point], prev)
+			up, rec, err := u.solveSite(s, grams[lv.point], prev, nil)
 			if err != nil {
 				return err
 			}

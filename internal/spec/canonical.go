@@ -20,6 +20,8 @@ var paramMethods = map[string][]string{
 	"alpha1":            {MethodIterIS},
 	"alpha2":            {MethodIterIS},
 	"adaptive_weights":  {MethodIterIS},
+	"truncation":        {MethodIterIS},
+	"refine":            {MethodIterIS},
 	"reduce":            {MethodRegMean},
 	"density": {MethodTIES, MethodTIESSVD, MethodMagnitudePrune, MethodMagnitudePruneSVD,
 		MethodDARELinear, MethodDARETIES},
@@ -41,8 +43,12 @@ func (s *Spec) unused(name string) string {
 		return fmt.Sprintf("only used with schedule jacobi (schedule is %s)", q.Schedule)
 	case name == "max_new_tokens" && q.CompletionTokens != CompletionAuto:
 		return fmt.Sprintf("only used with completion_tokens: auto (completion_tokens is %d)", q.CompletionTokens)
-	case name == "seed" && s.Method == MethodIterIS && q.Objective != ObjectiveFull:
-		return "only used by iteris with objective full (randomized SVD of the updates)"
+	case name == "seed" && s.Method == MethodIterIS && q.Objective == ObjectiveDelta:
+		return "only used by iteris with objective full or residual (randomized SVD of the updates)"
+	case name == "truncation" && q.Objective == ObjectiveDelta:
+		return "only used with objective full or residual (the delta objective's update is exactly of rank sum r_i)"
+	case name == "refine" && q.Schedule != ScheduleSweep:
+		return fmt.Sprintf("only used with schedule sweep (schedule is %s)", q.Schedule)
 	}
 	return ""
 }
@@ -105,11 +111,13 @@ func (s *Spec) Warnings() []string {
 // Canonical returns the effective settings, defaults filled and settings
 // that do not apply dropped (the parameters of other methods, iterations
 // and tolerance with the sweep, max_new_tokens with a fixed
-// completion_tokens, svd_rank 0 (follow output.rank), calibration files of weight-only methods, the URL of
-// an embedded cluster). Values are strings, ints, uint64s, float64s, bools,
+// completion_tokens, svd_rank 0 (follow output.rank), truncation with
+// objective delta, refine with jacobi or with 0 steps (closed form only),
+// calibration files of weight-only methods, the URL of an embedded
+// cluster). Values are strings, ints, uint64s, float64s, bools,
 // []any and map[string]any, so json.Marshal gives a stable document for the
 // model card and the merge report. Rank and completion_tokens read "auto"
-// or "full" for their special values.
+// or "full" for their special values, samples "all".
 func (s *Spec) Canonical() map[string]any {
 	adapters := make([]any, len(s.Adapters))
 	for i, a := range s.Adapters {
@@ -137,6 +145,7 @@ func (s *Spec) Canonical() map[string]any {
 		"svd_rank":         q.SVDRank,
 		"seed":             q.Seed,
 	}
+	q.residualCanonical(all)
 	if q.CompletionTokens == CompletionAuto {
 		all["completion_tokens"] = "auto"
 	} else {

@@ -147,11 +147,12 @@ func (s *Spec) check() []*Error {
 	// Parameters.
 	q := s.Parameters
 	positive("parameters.samples", q.Samples)
-	oneOf("parameters.objective", q.Objective, ObjectiveDelta, ObjectiveFull)
+	oneOf("parameters.objective", q.Objective, ObjectiveDelta, ObjectiveFull, ObjectiveResidual)
 	if s.Method == MethodRegMean && q.Objective != ObjectiveDelta {
 		bad("parameters.objective", "method regmean supports only objective delta, got %q", q.Objective)
 	}
 	oneOf("parameters.schedule", q.Schedule, ScheduleJacobi, ScheduleSweep)
+	errs = append(errs, s.checkResidual()...)
 	if q.Iterations < 1 {
 		bad("parameters.iterations", "must be >= 1, got %d", q.Iterations)
 	}

@@ -22,6 +22,7 @@ func FuzzParse(f *testing.F) {
 		headIterIS + "parameters: {schedule: jacobi, completion_tokens: 5, seed: 0x10}\noutput: {rank: full}\n",
 		headCat + "cluster: {mode: nats, url: \"nats://a:1,b:2\"}\n",
 		"a: &a [*a, *a]\nbase_model: *a\n",
+		headIterIS + "parameters: {objective: residual, refine: {steps: 3, lr: 1.0e-3}, samples: all, truncation: svd}\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -20,9 +20,10 @@ var (
 	adapterKeys = []string{"calibration", "name", "path", "weight"}
 	paramKeys   = []string{
 		"adaptive_weights", "alpha1", "alpha2", "batch_size", "completion_tokens", "density",
-		"iterations", "majority_sign", "max_new_tokens", "objective", "reduce", "samples",
-		"schedule", "seed", "svd_rank", "tolerance",
+		"iterations", "majority_sign", "max_new_tokens", "objective", "reduce", "refine", "samples",
+		"schedule", "seed", "svd_rank", "tolerance", "truncation",
 	}
+	refineKeys  = []string{"lr", "steps"}
 	outputKeys  = []string{"dtype", "rank"}
 	clusterKeys = []string{"mode", "url", "workers"}
 )
@@ -101,6 +102,7 @@ func Parse(data []byte, path string) (*Spec, error) {
 	if e, ok := m["parameters"]; ok {
 		p.parameters(e, &s.Parameters)
 	}
+	s.objectiveDefaults()
 	if e, ok := m["output"]; ok {
 		p.output(e, &s.Output)
 	}
@@ -487,14 +489,15 @@ func (p *parser) parameters(e entry, q *Parameters) {
 		return
 	}
 	ints := map[string]*int{
-		"samples": &q.Samples, "iterations": &q.Iterations, "max_new_tokens": &q.MaxNewTokens,
+		"iterations": &q.Iterations, "max_new_tokens": &q.MaxNewTokens,
 		"batch_size": &q.BatchSize, "svd_rank": &q.SVDRank,
 	}
 	floats := map[string]*float64{
 		"tolerance": &q.Tolerance, "alpha1": &q.Alpha1, "alpha2": &q.Alpha2,
 		"reduce": &q.Reduce, "density": &q.Density,
 	}
-	strs := map[string]*string{"objective": &q.Objective, "schedule": &q.Schedule, "majority_sign": &q.MajoritySign}
+	strs := map[string]*string{"objective": &q.Objective, "schedule": &q.Schedule, "majority_sign": &q.MajoritySign,
+		"truncation": &q.Truncation}
 	for k, f := range m {
 		path := "parameters." + k
 		switch {
@@ -514,6 +517,14 @@ func (p *parser) parameters(e entry, q *Parameters) {
 			if b, ok := p.boolean(f, path); ok {
 				q.AdaptiveWeights = b
 			}
+		case k == "samples":
+			if v := f.val; v.Kind == yaml.ScalarNode && v.ShortTag() == "!!str" && v.Value == "all" {
+				q.Samples = SamplesAll
+			} else if n, ok := p.integer(f, path); ok {
+				q.Samples = n
+			}
+		case k == "refine":
+			p.refine(f, &q.Refine)
 		case k == "completion_tokens":
 			if n, ok := p.keyword(f, path, map[string]int{"auto": CompletionAuto}, []string{"auto"}); ok {
 				q.CompletionTokens = n

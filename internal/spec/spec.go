@@ -9,7 +9,7 @@
 //	adapters:
 //	  - {name: rev, path: testdata/tiny-skills/adapters/rev, calibration: testdata/tiny-skills/data/rev/calib.jsonl}
 //	  - {name: upc, path: testdata/tiny-skills/adapters/upc, calibration: testdata/tiny-skills/data/upc/calib.jsonl, weight: 1.0}
-//	parameters: {samples: 16, objective: full, schedule: sweep, alpha1: 1.0e-4, alpha2: 1.0e-4}
+//	parameters: {objective: residual, schedule: sweep, refine: {steps: 30, lr: 1.0e-3}, alpha1: 1.0e-4, alpha2: 1.0e-4}
 //	output: {rank: auto, dtype: float32}
 //	cluster: {mode: embedded}
 //
@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,6 +80,22 @@ const (
 	ObjectiveDelta = "delta"
 	// ObjectiveFull matches each task model's whole output.
 	ObjectiveFull = "full"
+	// ObjectiveResidual is ObjectiveFull whose o_proj and down_proj targets also undo the drift
+	// that earlier layers left in the merged model's residual stream (schedule sweep only).
+	// Its defaults are the recommended method: truncation data, every calibration prompt
+	// (samples: all) and 30 refinement steps (see DefaultsFor).
+	ObjectiveResidual = "residual"
+)
+
+// Values of Parameters.Truncation: how the full and residual objectives cut a site's dense
+// update to the output rank.
+const (
+	// TruncationData keeps the rank-r minimiser of the site's own weighted objective (the SVD of
+	// the update times the Cholesky factor of the site's weighted Gram). Default for residual.
+	TruncationData = "data"
+	// TruncationSVD keeps the leading singular triplets of the update (the Frobenius-optimal
+	// cut). Default for full.
+	TruncationSVD = "svd"
 )
 
 // Values of Parameters.Schedule.
@@ -122,6 +139,11 @@ const (
 	// CompletionAuto (`completion_tokens: auto`) lets each adapter generate
 	// until EOS, at most Parameters.MaxNewTokens tokens.
 	CompletionAuto = 0
+	// SamplesAll (`samples: all`) uses every item of each calibration file.
+	// It is the largest int, so that code comparing Parameters.Samples with
+	// a file's length without SampleCount reports "more than the file" rather
+	// than cutting the file short.
+	SamplesAll = math.MaxInt
 )
 
 // Spec is a parsed merge configuration with every default filled.
@@ -169,11 +191,14 @@ type AdapterSpec struct {
 // Parameters holds the method parameters. Each applies to some methods only
 // (see Warnings); the others are accepted and ignored.
 type Parameters struct {
-	// Samples is the number of calibration prompts used per adapter
-	// (default 16, > 0). Data-aware methods.
+	// Samples is the number of calibration prompts used per adapter: the
+	// first Samples items of each calibration file (> 0; a file with fewer
+	// items is an error), or SamplesAll for every item. Default 16, and
+	// SamplesAll with objective residual. Data-aware methods; use
+	// SampleCount to apply it.
 	Samples int
-	// Objective is ObjectiveDelta or ObjectiveFull. Default full for
-	// iteris; regmean accepts only delta (its default).
+	// Objective is ObjectiveDelta, ObjectiveFull or ObjectiveResidual.
+	// Default full for iteris; regmean accepts only delta (its default).
 	Objective string
 	// Schedule is ScheduleJacobi or ScheduleSweep (default sweep). IterIS.
 	Schedule string
@@ -213,6 +238,35 @@ type Parameters struct {
 	SVDRank int
 	// Seed seeds dare's random drop and the randomized SVDs (default 0).
 	Seed uint64
+	// Truncation is TruncationData or TruncationSVD (default svd with
+	// objective full, data with objective residual). IterIS with objective
+	// full or residual.
+	Truncation string
+	// Refine is the layer-wise distillation after each layer's closed form
+	// (`refine: {steps: 30, lr: 1.0e-3}`). IterIS with schedule sweep.
+	Refine Refine
+}
+
+// Refine configures the layer-wise distillation of the sweep: after each
+// layer's closed form, Steps full-batch Adam steps (learning rate LR) on
+// the layer's LoRA factors so that the merged layer maps the merged
+// residual stream onto each task model's output of the layer.
+type Refine struct {
+	// Steps is the number of Adam steps per layer (>= 0; 0: closed form
+	// only). Default 0, and 30 with objective residual.
+	Steps int
+	// LR is Adam's learning rate (default 1e-3; finite and > 0).
+	LR float64
+}
+
+// SampleCount returns how many of a calibration file's n items the merge
+// uses: n for SamplesAll, Samples otherwise (callers report Samples > n as
+// an error).
+func (q Parameters) SampleCount(n int) int {
+	if q.Samples == SamplesAll {
+		return n
+	}
+	return q.Samples
 }
 
 // Output describes the merged adapter.
@@ -257,9 +311,32 @@ func defaultParameters(method string) Parameters {
 		MajoritySign:     SignTotal,
 		SVDRank:          0,
 		Seed:             0,
+		Truncation:       TruncationSVD,
+		Refine:           Refine{Steps: 0, LR: 1e-3},
 	}
 	if method == MethodRegMean {
 		p.Objective = ObjectiveDelta
+	}
+	return p
+}
+
+// DefaultsFor returns the parameters that apply when the config gives
+// objective (or "" for the method's default) and no other parameter: with
+// objective residual, the recommended method, which uses every calibration
+// prompt (samples: all), the data-aware truncation and 30 refinement steps
+// per layer; otherwise defaultParameters(method) with that objective. Parse
+// fills each objective-dependent key (samples, truncation, refine.steps)
+// that the file does not give from here.
+func DefaultsFor(method, objective string) Parameters {
+	p := defaultParameters(method)
+	if objective == "" {
+		return p
+	}
+	p.Objective = objective
+	if objective == ObjectiveResidual {
+		p.Samples = SamplesAll
+		p.Truncation = TruncationData
+		p.Refine.Steps = 30
 	}
 	return p
 }

@@ -41,6 +41,7 @@ func TestDefaults(t *testing.T) {
 		Samples: 16, Objective: "full", Schedule: "sweep", Iterations: 5, Tolerance: 0,
 		Alpha1: 1e-4, Alpha2: 1e-4, AdaptiveWeights: true, CompletionTokens: 0, MaxNewTokens: 64,
 		BatchSize: 16, Reduce: 1, Density: 0.5, MajoritySign: "total", SVDRank: 0, Seed: 0,
+		Truncation: "svd", Refine: Refine{Steps: 0, LR: 1e-3},
 	}
 	if got := defaultParameters("iteris"); got != want {
 		t.Errorf("defaultParameters(iteris) = %+v, want %+v", got, want)
@@ -120,7 +121,7 @@ cluster: {mode: nats, url: "nats://a:4222,tls://b:4222", workers: 3}
 			s.Parameters = Parameters{Samples: 64, Objective: "delta", Schedule: "jacobi", Iterations: 16,
 				Tolerance: 1e-6, Alpha1: 0, Alpha2: 2.5e-3, AdaptiveWeights: false, CompletionTokens: 9,
 				MaxNewTokens: 32, BatchSize: 4, Reduce: 0.9, Density: 0.25, MajoritySign: "frequency",
-				SVDRank: 8, Seed: math.MaxUint64}
+				SVDRank: 8, Seed: math.MaxUint64, Truncation: "svd", Refine: Refine{LR: 1e-3}}
 			s.Output = Output{Rank: -1, DType: "bfloat16"}
 			s.Cluster = Cluster{Mode: "nats", URL: "nats://a:4222,tls://b:4222", Workers: 3}
 			return s
@@ -365,7 +366,7 @@ func TestWarnings(t *testing.T) {
 			"cfg.yaml:5:52: parameters.max_new_tokens: only used with completion_tokens: auto (completion_tokens is 5)",
 		}},
 		{"seed with delta", headIterIS + "parameters: {objective: delta, seed: 1}\n", []string{
-			"cfg.yaml:5:38: parameters.seed: only used by iteris with objective full (randomized SVD of the updates)",
+			"cfg.yaml:5:38: parameters.seed: only used by iteris with objective full or residual (randomized SVD of the updates)",
 		}},
 		{"calibration with linear, url with embedded", "base_model: m\nmethod: linear\nadapters:\n  - {path: a, calibration: c}\ncluster: {url: nats://x:4222}\n", []string{
 			"cfg.yaml:4:28: adapters[0].calibration: not used by method linear (only by iteris, regmean)",
@@ -401,7 +402,7 @@ func TestCanonical(t *testing.T) {
 			`{"adapters":[{"calibration":"c","name":"a","path":"a","weight":1}],"base_model":"m",` +
 				`"cluster":{"mode":"embedded","workers":1},"method":"iteris","output":{"dtype":"float32","rank":"auto"},` +
 				`"parameters":{"adaptive_weights":true,"alpha1":0.0001,"alpha2":0.0001,"batch_size":16,"completion_tokens":"auto",` +
-				`"max_new_tokens":64,"objective":"full","samples":16,"schedule":"sweep","seed":0}}`},
+				`"max_new_tokens":64,"objective":"full","samples":16,"schedule":"sweep","seed":0,"truncation":"svd"}}`},
 		{"iteris jacobi delta, fixed completion", headIterIS + "parameters: {schedule: jacobi, objective: delta, completion_tokens: 7, density: 0.1}\noutput: {rank: full}\n",
 			`{"adapters":[{"calibration":"c","name":"a","path":"a","weight":1}],"base_model":"m",` +
 				`"cluster":{"mode":"embedded","workers":1},"method":"iteris","output":{"dtype":"float32","rank":"full"},` +
