@@ -182,7 +182,8 @@ func (tr *taskRun) report(ctx context.Context, batches []shard.Batch, out shard.
 	if err := tr.putFactors(ctx, out.Updates); err != nil {
 		return err
 	}
-	recs, err := mergejob.EncodeRecords(mergejob.StepRecords{Sites: out.Records, CaptureSeconds: out.CaptureSeconds, SolveSeconds: out.SolveSeconds})
+	recs, err := mergejob.EncodeRecords(mergejob.StepRecords{Sites: out.Records, CaptureSeconds: out.CaptureSeconds,
+		SolveSeconds: out.SolveSeconds, RefineSeconds: out.RefineSeconds, Layers: out.Layers})
 	if err != nil {
 		return err
 	}

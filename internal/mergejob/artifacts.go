@@ -17,9 +17,12 @@ import (
 type StepRecords struct {
 	// Sites maps module names to their solve records.
 	Sites map[string]output.SiteRecord `json:"sites"`
-	// CaptureSeconds and SolveSeconds time the step's two parts.
+	// CaptureSeconds, SolveSeconds and RefineSeconds time the step's parts.
 	CaptureSeconds float64 `json:"capture_seconds"`
 	SolveSeconds   float64 `json:"solve_seconds"`
+	RefineSeconds  float64 `json:"refine_seconds,omitempty"`
+	// Layers record each layer's refinement (sweep with refinement).
+	Layers []output.LayerRecord `json:"layers,omitempty"`
 }
 
 // factorMeta is the JSON records of a factors artifact: the adaptive weights each site was
@@ -80,6 +83,8 @@ type recordsWire struct {
 	Sites          json.RawMessage `json:"sites"`
 	CaptureSeconds float64         `json:"capture_seconds"`
 	SolveSeconds   float64         `json:"solve_seconds"`
+	RefineSeconds  float64         `json:"refine_seconds,omitempty"`
+	Layers         json.RawMessage `json:"layers,omitempty"`
 }
 
 // EncodeRecords returns the content of a records artifact.
@@ -88,7 +93,13 @@ func EncodeRecords(r StepRecords) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	j, err := json.Marshal(recordsWire{Sites: sites, CaptureSeconds: r.CaptureSeconds, SolveSeconds: r.SolveSeconds})
+	var layers []byte
+	if len(r.Layers) > 0 {
+		if layers, err = output.MarshalFinite(r.Layers); err != nil {
+			return nil, err
+		}
+	}
+	j, err := json.Marshal(recordsWire{Sites: sites, CaptureSeconds: r.CaptureSeconds, SolveSeconds: r.SolveSeconds, RefineSeconds: r.RefineSeconds, Layers: layers})
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +120,13 @@ func DecodeRecords(content []byte) (StepRecords, error) {
 	if err != nil {
 		return StepRecords{}, fmt.Errorf("step records: %w", err)
 	}
-	return StepRecords{Sites: sites, CaptureSeconds: w.CaptureSeconds, SolveSeconds: w.SolveSeconds}, nil
+	out := StepRecords{Sites: sites, CaptureSeconds: w.CaptureSeconds, SolveSeconds: w.SolveSeconds, RefineSeconds: w.RefineSeconds}
+	if len(w.Layers) > 0 {
+		if out.Layers, err = output.UnmarshalLayers(w.Layers); err != nil {
+			return StepRecords{}, fmt.Errorf("step records: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // denseData returns m's values row-major without stride gaps.

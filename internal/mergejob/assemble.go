@@ -125,6 +125,9 @@ func (h *Handler) report(ctx context.Context, j *coordinator.Job, shown *spec.Sp
 			r.Solves = append(r.Solves, *rec)
 			r.Timings["capture"] += rec.CaptureSeconds
 			r.Timings["solve"] += rec.SolveSeconds
+			if rec.RefineSeconds > 0 {
+				r.Timings["refine"] += rec.RefineSeconds
+			}
 		}
 	}
 	final := j.FinalStep()
@@ -187,6 +190,8 @@ func stepReport(ctx context.Context, j *coordinator.Job, i int, store coordinato
 		}
 		rec.CaptureSeconds += part.CaptureSeconds
 		rec.SolveSeconds += part.SolveSeconds
+		rec.RefineSeconds += part.RefineSeconds
+		rec.Layers = append(rec.Layers, part.Layers...)
 	}
 	return sr, rec, nil
 }

@@ -70,6 +70,8 @@ func PlanMerge(s *spec.Spec) layerplan.Merge {
 			Objective: layerplan.Objective(p.Objective), Adaptive: p.AdaptiveWeights, Rank: rank, BatchSize: p.BatchSize}
 		if g.Schedule == layerplan.Jacobi {
 			g.Solves = p.Iterations
+		} else {
+			g.RefineSteps = p.Refine.Steps
 		}
 		return g
 	case spec.MethodRegMean:
@@ -120,10 +122,11 @@ func planTasks(s *spec.Spec) ([]layerplan.Task, error) {
 		if err != nil {
 			return nil, fmt.Errorf("adapter %s calibration: %w", a.Name, err)
 		}
-		if s.Parameters.Samples > len(items) {
-			return nil, fmt.Errorf("adapter %s: parameters.samples is %d but %s has only %d items", a.Name, s.Parameters.Samples, a.Calibration, len(items))
+		n := s.Parameters.SampleCount(len(items))
+		if n > len(items) {
+			return nil, fmt.Errorf("adapter %s: parameters.samples is %d but %s has only %d items", a.Name, n, a.Calibration, len(items))
 		}
-		for _, it := range items[:s.Parameters.Samples] {
+		for _, it := range items[:n] {
 			if len(it.InputIDs) > 0 {
 				t.Lengths, t.Completions = append(t.Lengths, len(it.InputIDs)), append(t.Completions, 0)
 				continue

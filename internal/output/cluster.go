@@ -156,3 +156,31 @@ func UnmarshalSites(b []byte) (map[string]SiteRecord, error) {
 	}
 	return out, nil
 }
+
+// layerWire is a LayerRecord whose losses may be null.
+type layerWire struct {
+	Layer      int      `json:"layer"`
+	Steps      int      `json:"steps"`
+	LossBefore *float64 `json:"loss_before"`
+	LossAfter  *float64 `json:"loss_after"`
+	Seconds    float64  `json:"seconds"`
+}
+
+// UnmarshalLayers decodes layer records written by MarshalFinite (null losses become NaN).
+func UnmarshalLayers(b []byte) ([]LayerRecord, error) {
+	var w []layerWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, err
+	}
+	num := func(p *float64) float64 {
+		if p == nil {
+			return math.NaN()
+		}
+		return *p
+	}
+	out := make([]LayerRecord, len(w))
+	for i, l := range w {
+		out[i] = LayerRecord{Layer: l.Layer, Steps: l.Steps, LossBefore: num(l.LossBefore), LossAfter: num(l.LossAfter), Seconds: l.Seconds}
+	}
+	return out, nil
+}
