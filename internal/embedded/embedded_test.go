@@ -103,6 +103,8 @@ func TestEveryMethodIsByteIdenticalOnAnyWorkerCount(t *testing.T) {
 		{"iteris sweep delta", config("iteris", "objective: delta", "schedule: sweep"), false},
 		{"iteris jacobi delta", config("iteris", "objective: delta", "schedule: jacobi", "iterations: 3"), true},
 		{"iteris jacobi full", config("iteris", "objective: full", "schedule: jacobi", "iterations: 2"), false},
+		{"iteris residual refine", config("iteris", "objective: residual", "schedule: sweep", "samples: 16", "refine: {steps: 3, lr: 1.0e-3}"), true},
+		{"iteris residual closed form", config("iteris", "objective: residual", "schedule: sweep", "samples: 16", "truncation: svd", "refine: {steps: 0}"), false},
 		{"regmean", config("regmean"), true},
 		{"cat", config("cat"), true},
 		{"linear", config("linear"), false},
