@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -202,4 +203,25 @@ func Eventually(t testing.TB, d time.Duration, what string, cond func() error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s: not true after %s; last: %v", what, d, last)
+}
+
+// PeakRSS returns the process's peak resident set size (VmHWM) in bytes, 0 when unknown.
+func (p *Proc) PeakRSS() int64 {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
