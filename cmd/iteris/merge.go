@@ -10,6 +10,7 @@ import (
 	"github.com/iteris-dev/iteris/internal/embedded"
 	"github.com/iteris-dev/iteris/internal/inputs"
 	"github.com/iteris-dev/iteris/internal/linalg"
+	"github.com/iteris-dev/iteris/internal/mergejob"
 	"github.com/iteris-dev/iteris/internal/output"
 	"github.com/iteris-dev/iteris/internal/pipeline"
 	"github.com/iteris-dev/iteris/internal/progress"
@@ -118,6 +119,7 @@ func merge(ctx context.Context, rep *progress.Reporter, pos []string, o mergeOpt
 		return mergeEmbedded(ctx, rep, s, pos[1], o, args, stdout, stderr)
 	}
 	report, err := pipeline.Run(ctx, pipeline.Options{Spec: s, Out: pos[1], Force: *o.force, Progress: rep, Warnings: warnings,
+		EstimateMemory: mergejob.MemoryEstimator(s),
 		Command: "iteris " + strings.Join(append([]string{"merge"}, args...), " "), Version: versionString()})
 	if err != nil {
 		return err
@@ -164,6 +166,9 @@ func mergeEmbedded(ctx context.Context, rep *progress.Reporter, s *spec.Spec, ou
 	}
 	if err != nil {
 		warn(err.Error())
+	}
+	if err := inputs.CheckMemory(nil, mergejob.MemoryEstimator(s), 0, func(f string, a ...any) { warn(fmt.Sprintf(f, a...)) }); err != nil {
+		return err
 	}
 	c, err := embedded.New(embedded.Config{Workers: *o.workers, Version: versionString()})
 	if err != nil {

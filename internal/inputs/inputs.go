@@ -124,7 +124,7 @@ func Prepare(ctx context.Context, cfg Config) (*Inputs, error) {
 			return nil, err
 		}
 	}
-	if err := checkMemory(in, cfg.Estimate, cfg.MemoryLimit, warn); err != nil {
+	if err := CheckMemory(in, cfg.Estimate, cfg.MemoryLimit, warn); err != nil {
 		return nil, err
 	}
 	if err := Hash(ctx, s, in.Hashes); err != nil {

@@ -28,9 +28,9 @@ type MemoryEstimate struct {
 // layerplan (footprints per layer range) is meant to be plugged in here.
 type Estimator func(*Inputs) (MemoryEstimate, error)
 
-// checkMemory runs the estimator and refuses an estimate above the limit (limit 0: the
+// CheckMemory runs the estimator and refuses an estimate above the limit (limit 0: the
 // machine's memory, see Memory).
-func checkMemory(in *Inputs, est Estimator, limit int64, warn func(string, ...any)) error {
+func CheckMemory(in *Inputs, est Estimator, limit int64, warn func(string, ...any)) error {
 	if est == nil {
 		return nil
 	}

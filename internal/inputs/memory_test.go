@@ -35,21 +35,21 @@ func TestCheckMemory(t *testing.T) {
 	}
 	var warned []string
 	warn := func(f string, a ...any) { warned = append(warned, f) }
-	if err := checkMemory(&Inputs{}, nil, 1, warn); err != nil {
+	if err := CheckMemory(&Inputs{}, nil, 1, warn); err != nil {
 		t.Errorf("no estimator: %v", err)
 	}
-	if err := checkMemory(&Inputs{}, est(2<<30), 3<<30, warn); err != nil {
+	if err := CheckMemory(&Inputs{}, est(2<<30), 3<<30, warn); err != nil {
 		t.Errorf("below the limit: %v", err)
 	}
-	err := checkMemory(&Inputs{}, est(5<<30), 3<<30, warn)
+	err := CheckMemory(&Inputs{}, est(5<<30), 3<<30, warn)
 	if !errors.Is(err, ErrMemory) || !strings.Contains(err.Error(), "5.0 GiB") || !strings.Contains(err.Error(), "the base weights (2.0 GiB)") || !strings.Contains(err.Error(), "3.0 GiB") {
 		t.Errorf("above the limit: %v", err)
 	}
-	if err := checkMemory(&Inputs{}, est(1<<62), 0, warn); !errors.Is(err, ErrMemory) || !strings.Contains(err.Error(), "MemAvailable") && !strings.Contains(err.Error(), "cgroup") && !strings.Contains(err.Error(), "memory limit") {
+	if err := CheckMemory(&Inputs{}, est(1<<62), 0, warn); !errors.Is(err, ErrMemory) || !strings.Contains(err.Error(), "MemAvailable") && !strings.Contains(err.Error(), "cgroup") && !strings.Contains(err.Error(), "memory limit") {
 		t.Errorf("above the machine's memory: %v", err)
 	}
 	boom := errors.New("boom")
-	if err := checkMemory(&Inputs{}, func(*Inputs) (MemoryEstimate, error) { return MemoryEstimate{}, boom }, 0, warn); !errors.Is(err, boom) {
+	if err := CheckMemory(&Inputs{}, func(*Inputs) (MemoryEstimate, error) { return MemoryEstimate{}, boom }, 0, warn); !errors.Is(err, boom) {
 		t.Errorf("estimator error: %v", err)
 	}
 	if len(warned) != 0 {

@@ -135,8 +135,12 @@ func WriteAdapter(dir string, s Spec, r int, seed uint64) error {
 	if fresh(dir, want) {
 		return nil
 	}
-	cfgDir := filepath.Join(dir, ".model-config")
-	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
+	cfgDir, err := os.MkdirTemp("", "iteris-synth-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(cfgDir)
+	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
 	cfgJSON, _ := json.Marshal(s.config())
