@@ -167,7 +167,9 @@ func mergeEmbedded(ctx context.Context, rep *progress.Reporter, s *spec.Spec, ou
 	if err != nil {
 		warn(err.Error())
 	}
-	if err := inputs.CheckMemory(nil, mergejob.MemoryEstimator(s), 0, func(f string, a ...any) { warn(fmt.Sprintf(f, a...)) }); err != nil {
+	// The checks of the single-process merge, memory included, before the cluster starts (its
+	// coordinator checks again, and hashes the inputs).
+	if _, err := inputs.Prepare(ctx, inputs.Config{Spec: s, Warn: func(string, ...any) {}, Estimate: mergejob.MemoryEstimator(s), SkipHashes: true}); err != nil {
 		return err
 	}
 	c, err := embedded.New(embedded.Config{Workers: *o.workers, Version: versionString()})

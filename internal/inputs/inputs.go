@@ -74,6 +74,9 @@ type Config struct {
 	// MemoryLimit is the memory the merge may use, in bytes; 0 means what the machine has
 	// (see Memory).
 	MemoryLimit int64
+	// SkipHashes leaves Inputs.Hashes empty: for a check before a cluster that hashes the inputs
+	// itself (the embedded merge checks locally, then its coordinator checks again).
+	SkipHashes bool
 }
 
 // Validate reports a Config that Prepare cannot use.
@@ -126,6 +129,9 @@ func Prepare(ctx context.Context, cfg Config) (*Inputs, error) {
 	}
 	if err := CheckMemory(in, cfg.Estimate, cfg.MemoryLimit, warn); err != nil {
 		return nil, err
+	}
+	if cfg.SkipHashes {
+		return in, nil
 	}
 	if err := Hash(ctx, s, in.Hashes); err != nil {
 		return nil, err

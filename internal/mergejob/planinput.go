@@ -8,6 +8,7 @@ import (
 	"github.com/iteris-dev/iteris/internal/adapter"
 	"github.com/iteris-dev/iteris/internal/eval"
 	"github.com/iteris-dev/iteris/internal/model"
+	"github.com/iteris-dev/iteris/internal/safetensors"
 	"github.com/iteris-dev/iteris/internal/spec"
 	"github.com/iteris-dev/iteris/internal/tokenizer"
 	"github.com/iteris-dev/iteris/layerplan"
@@ -18,6 +19,16 @@ import (
 // calibration sequences' lengths (prompt tokens plus the completion budget, or the given ids).
 func PlanInput(s *spec.Spec) (layerplan.Input, error) {
 	cfg, err := model.LoadConfig(filepath.Join(s.BaseModel, "config.json"))
+	if err != nil {
+		return layerplan.Input{}, err
+	}
+	// The config's sizes must be backed by the checkpoint before anything of their size is made.
+	ck, err := safetensors.OpenCheckpoint(s.BaseModel)
+	if err != nil {
+		return layerplan.Input{}, fmt.Errorf("base_model: %w", err)
+	}
+	err = cfg.CheckCheckpoint(ck, s.BaseModel)
+	ck.Close()
 	if err != nil {
 		return layerplan.Input{}, err
 	}
