@@ -120,7 +120,7 @@ func merge(ctx context.Context, rep *progress.Reporter, pos []string, o mergeOpt
 	}
 	report, err := pipeline.Run(ctx, pipeline.Options{Spec: s, Out: pos[1], Force: *o.force, Progress: rep, Warnings: warnings,
 		EstimateMemory: mergejob.MemoryEstimator(s),
-		Command: "iteris " + strings.Join(append([]string{"merge"}, args...), " "), Version: versionString()})
+		Command:        "iteris " + strings.Join(append([]string{"merge"}, args...), " "), Version: versionString()})
 	if err != nil {
 		return err
 	}
