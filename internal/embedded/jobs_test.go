@@ -81,7 +81,7 @@ func TestRefusedConfigLeavesClusterIdle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	bad := map[string][]byte{
-		"missing adapter": bytes.Replace(config("iteris"), []byte("adapters/rev"), []byte("adapters/nope"), 1),
+		"missing adapter":  bytes.Replace(config("iteris"), []byte("adapters/rev"), []byte("adapters/nope"), 1),
 		"too many samples": append(config("iteris"), []byte("parameters: {samples: 1000}\n")...),
 		"unknown key":      append(config("cat"), []byte("bogus: 1\n")...),
 	}
