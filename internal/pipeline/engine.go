@@ -289,23 +289,3 @@ func f64(x []float32) []float64 {
 	return out
 }
 
-func f32(x []float64) []float32 {
-	out := make([]float32, len(x))
-	for i, v := range x {
-		out[i] = float32(v)
-	}
-	return out
-}
-
-func denseData(m *mat.Dense) []float64 {
-	r, c := m.Dims()
-	raw := m.RawMatrix()
-	if raw.Stride == c {
-		return raw.Data[:r*c]
-	}
-	out := make([]float64, 0, r*c)
-	for i := 0; i < r; i++ {
-		out = append(out, raw.Data[i*raw.Stride:i*raw.Stride+c]...)
-	}
-	return out
-}
