@@ -288,4 +288,3 @@ func f64(x []float32) []float64 {
 	}
 	return out
 }
-
