@@ -204,6 +204,8 @@ type Stats struct {
 	BytesOut int64 `json:"bytes_out"`
 	// MaxRelChange is the largest relative change of the shard's sites (jacobi solve > 1).
 	MaxRelChange *float64 `json:"max_rel_change,omitempty"`
+	// BLAS names the worker's BLAS backend and kernel core.
+	BLAS string `json:"blas,omitempty"`
 }
 
 // Result is what a worker reports for a task attempt, on the job's result subject.

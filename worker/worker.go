@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iteris-dev/iteris/internal/linalg"
 	"github.com/iteris-dev/iteris/protocol"
 )
 
@@ -321,6 +322,7 @@ func (w *Worker) run(ctx context.Context, ls *loadedShard, d Delivery) protocol.
 	r := w.execute(ctx, ls, t)
 	close(stop)
 	r.Stats.Seconds = time.Since(t0).Seconds()
+	r.Stats.BLAS = linalg.Current().String()
 	if r.Error != nil {
 		log.Warn("task failed", "err", r.Error)
 	} else {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/iteris-dev/iteris/coordinator"
 	"github.com/iteris-dev/iteris/internal/adapter"
+	"github.com/iteris-dev/iteris/internal/linalg"
 	"github.com/iteris-dev/iteris/internal/model"
 	"github.com/iteris-dev/iteris/internal/output"
 	"github.com/iteris-dev/iteris/internal/shard"
@@ -132,9 +133,11 @@ func (h *Handler) report(ctx context.Context, j *coordinator.Job, shown *spec.Sp
 	}
 	final := j.FinalStep()
 	for sh, sp := range j.Plan.Shards {
-		cl.Shards = append(cl.Shards, output.ShardReport{Lo: sp.Lo, Hi: sp.Hi, Worker: j.Tasks[final][sh].Worker})
+		t := j.Tasks[final][sh]
+		cl.Shards = append(cl.Shards, output.ShardReport{Lo: sp.Lo, Hi: sp.Hi, Worker: t.Worker, BLAS: t.Stats.BLAS})
 	}
 	r.Cluster = cl
+	r.BLAS = linalg.Current().String()
 	r.Timings["total"] = float64(j.Finished-j.Submitted) / 1000
 	if j.Finished == 0 {
 		r.Timings["total"] = float64(j.Events[len(j.Events)-1].At-j.Submitted) / 1000

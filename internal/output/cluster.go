@@ -32,6 +32,8 @@ type ShardReport struct {
 	Lo     int    `json:"lo"`
 	Hi     int    `json:"hi"`
 	Worker string `json:"worker"`
+	// BLAS is the backend and kernel core the worker computed with.
+	BLAS string `json:"blas,omitempty"`
 }
 
 // StepReport is one step of a cluster run.

@@ -18,6 +18,9 @@ type Report struct {
 	Output    OutputReport       `json:"output"`
 	Timings   map[string]float64 `json:"timings_seconds"`
 	Warnings  []string           `json:"warnings"`
+	// BLAS names the BLAS backend and, for OpenBLAS, the kernel core the merge computed with (for
+	// a cluster run: the coordinator's; each shard's worker is in Cluster.Shards).
+	BLAS string `json:"blas,omitempty"`
 	// Cluster describes how a cluster ran the merge (absent for the single-process driver).
 	Cluster *ClusterReport `json:"cluster,omitempty"`
 }

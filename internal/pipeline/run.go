@@ -8,6 +8,7 @@ import (
 
 	"github.com/iteris-dev/iteris/internal/adapter"
 	"github.com/iteris-dev/iteris/internal/inputs"
+	"github.com/iteris-dev/iteris/internal/linalg"
 	"github.com/iteris-dev/iteris/internal/merge"
 	"github.com/iteris-dev/iteris/internal/model"
 	"github.com/iteris-dev/iteris/internal/output"
@@ -96,7 +97,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		tasks[i] = &Task{Name: t.Name, Adapter: t.Adapter, Weight: t.Weight}
 	}
 	r.report = &Report{Version: opt.Version, Method: s.Method, Settings: s.Canonical(),
-		Inputs: output.Inputs{BaseModel: s.BaseModel, Files: in.Hashes}, Timings: timings}
+		Inputs: output.Inputs{BaseModel: s.BaseModel, Files: in.Hashes}, Timings: timings, BLAS: linalg.Current().String()}
 
 	// Heavy work from here on.
 	var mods []*adapter.Module
