@@ -215,15 +215,8 @@ func (r *ring) lead(ctx context.Context, batches int) error {
 		}
 		return nil
 	}
-	ready := map[int]bool{}
-	for len(ready) < shards-1 {
-		step, _, err := r.recv(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if step.Ready && step.From > 0 && step.From < shards {
-			ready[step.From] = true
-		}
+	if err := r.waitReady(ctx, shards); err != nil {
+		return err
 	}
 	active := 0
 	for b := 0; b < batches; b++ {
@@ -261,6 +254,21 @@ func (r *ring) lead(ctx context.Context, batches int) error {
 	for s := 1; s < shards; s++ {
 		if err := r.send(ctx, s, shard.GenMsg{}, protocol.GenStep{Done: true}); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// waitReady waits until every other shard of the ring has said it listens.
+func (r *ring) waitReady(ctx context.Context, shards int) error {
+	ready := map[int]bool{}
+	for len(ready) < shards-1 {
+		step, _, err := r.recv(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if step.Ready && step.From > 0 && step.From < shards {
+			ready[step.From] = true
 		}
 	}
 	return nil

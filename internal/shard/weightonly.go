@@ -58,23 +58,28 @@ func WeightOnly(set WeightOnlySettings, tasks []Task, names []string) (Updates, 
 	return out, nil
 }
 
-func weightOnlySite(set WeightOnlySettings, tasks []Task, name string) (*mat.Dense, *mat.Dense, error) {
-	var f []merge.Factor
-	maxR, sumR := 0, 0
+// siteFactors returns the factors of the tasks whose adapters have the module (weight-only merges
+// simply leave a task out where its adapter lacks the module), their ranks, largest and sum.
+func siteFactors(tasks []Task, name string) (f []merge.Factor, ranks []int, maxR, sumR int) {
 	for _, t := range tasks {
 		m, ok := t.Adapter.Modules[name]
 		if !ok {
-			continue // weight-only merges simply leave the missing task out at this site
+			continue
 		}
 		f = append(f, merge.Factor{A: mat.NewDense(m.R, m.In, f64(m.A)), B: mat.NewDense(m.Out, m.R, f64(m.B)), Scale: m.Scale, Weight: t.Weight})
+		ranks = append(ranks, m.R)
 		maxR = max(maxR, m.R)
 		sumR += m.R
 	}
-	m, n := f[0].B.RawMatrix().Rows, f[0].A.RawMatrix().Cols
-	var ranks []int
-	for _, fi := range f {
-		ranks = append(ranks, fi.A.RawMatrix().Rows)
+	return f, ranks, maxR, sumR
+}
+
+func weightOnlySite(set WeightOnlySettings, tasks []Task, name string) (*mat.Dense, *mat.Dense, error) {
+	f, ranks, maxR, sumR := siteFactors(tasks, name)
+	if len(f) == 0 {
+		return nil, nil, fmt.Errorf("%w: no adapter has module %s", ErrInput, name)
 	}
+	m, n := f[0].B.RawMatrix().Rows, f[0].A.RawMatrix().Cols
 	requested := set.Rank
 	if set.SVDRank > 0 {
 		requested = set.SVDRank
