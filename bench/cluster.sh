@@ -6,4 +6,4 @@
 # Environment: ITERIS_BENCH_DIR (generated model and adapters, reused), RUNS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ITERIS_CLUSTER_BENCH=1 go test -count=1 -timeout 120m -run '^TestClusterBenchmark$' -v ./internal/clustertest | grep -v '^=== RUN\|^--- \|^PASS\|^ok '
+ITERIS_CLUSTER_BENCH=1 go test -count=1 -timeout 120m -run '^TestClusterBenchmark$' -v ./internal/clustertest | grep --line-buffered -v '^=== RUN\|^--- \|^PASS\|^ok '
