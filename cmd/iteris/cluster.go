@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"time"
+	"os"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,23 +49,42 @@ func logger(format string, stderr io.Writer, attrs ...any) *slog.Logger {
 	return slog.New(h).With(attrs...)
 }
 
-// connect opens a NATS connection that reconnects for ever, and the artifact store on it.
-func connect(url, name string) (*nats.Conn, *artifact.JetStream, error) {
-	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
+// connect opens a NATS connection with the command's credentials and TLS that reconnects for
+// ever, and the artifact store on it. closed is closed when the connection ends for good (the
+// server refused the credentials again after a reconnect); wait reports that no server answers
+// yet.
+func connect(ctx context.Context, n cli.NATS, name string, wait func(error)) (nc *nats.Conn, store *artifact.JetStream, closed <-chan struct{}, err error) {
+	done := make(chan struct{})
+	nc, err = n.Dial(ctx, name, os.Getenv, wait, nats.ClosedHandler(func(*nats.Conn) { close(done) }))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
+		return nil, nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	store, err := artifact.NewJetStream(js, artifact.JetStreamConfig{})
+	store, err = artifact.NewJetStream(js, artifact.JetStreamConfig{})
 	if err != nil {
 		nc.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return nc, store, nil
+	return nc, store, done, nil
+}
+
+// waitLog logs that NATS does not answer yet.
+func waitLog(log *slog.Logger) func(error) {
+	return func(err error) { log.Warn("waiting for NATS", "err", err) }
+}
+
+// serve waits until ctx ends (nil) or the NATS connection ends for good (an error).
+func serve(ctx context.Context, nc *nats.Conn, closed <-chan struct{}) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-closed:
+		return fmt.Errorf("the NATS connection to %s ended: %v", nc.ConnectedUrlRedacted(), nc.LastError())
+	}
 }
 
 const coordinatorAbout = `Usage: iteris coordinator --id ID --data-dir DIR --raft-addr HOST:PORT --peers ID=HOST:PORT,... --nats URL
@@ -87,7 +106,11 @@ func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		return usageErr(err)
 	}
 	log := logger(o.LogFormat, stderr, "role", "coordinator", "node", o.ID)
-	nc, store, err := connect(o.URL, "iteris-coordinator-"+o.ID)
+	raftTLS, err := o.RaftTLS()
+	if err != nil {
+		return err
+	}
+	nc, store, closed, err := connect(ctx, o.NATS, "iteris-coordinator-"+o.ID, waitLog(log))
 	if err != nil {
 		return err
 	}
@@ -98,17 +121,17 @@ func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	node, err := coordinator.New(coordinator.Config{ID: o.ID, DataDir: o.DataDir, RaftAddr: o.RaftAddr, Peers: peers,
 		Conn: nc, Store: store, Jobs: &mergejob.Handler{Version: versionString()}, Version: versionString(),
-		Lease: o.Lease, WorkerTimeout: o.WorkerTimeout, ElectionTimeout: o.ElectionTimeout, Logger: log})
+		RaftTLS: raftTLS, InsecureRaft: o.Insecure, Lease: o.Lease, WorkerTimeout: o.WorkerTimeout, ElectionTimeout: o.ElectionTimeout, Logger: log})
 	if err != nil {
 		return err
 	}
 	if err := node.Start(ctx); err != nil {
 		return err
 	}
-	log.Info("coordinator started", "raft", o.RaftAddr, "peers", o.PeersFlag, "nats", o.URL)
-	<-ctx.Done()
-	log.Info("stopping")
-	return node.Close()
+	log.Info("coordinator started", "raft", o.RaftAddr, "raft_tls", raftTLS != nil, "peers", o.PeersFlag, "nats", o.URL, "nats_auth", o.Auth(os.Getenv))
+	serr := serve(ctx, nc, closed)
+	log.Info("stopping", "err", serr)
+	return errors.Join(serr, node.Close())
 }
 
 const workerAbout = `Usage: iteris worker --id ID --nats URL --memory SIZE [--data-dir DIR]
@@ -130,7 +153,7 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageErr(err)
 	}
 	log := logger(o.LogFormat, stderr, "role", "worker", "worker", o.ID)
-	nc, store, err := connect(o.URL, "iteris-worker-"+o.ID)
+	nc, store, closed, err := connect(ctx, o.NATS, "iteris-worker-"+o.ID, waitLog(log))
 	if err != nil {
 		return err
 	}
@@ -147,10 +170,10 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
-	log.Info("worker started", "memory", o.MemoryFlag, "nats", o.URL)
-	<-ctx.Done()
-	log.Info("stopping")
-	return w.Close()
+	log.Info("worker started", "memory", o.MemoryFlag, "nats", o.URL, "nats_auth", o.Auth(os.Getenv))
+	serr := serve(ctx, nc, closed)
+	log.Info("stopping", "err", serr)
+	return errors.Join(serr, w.Close())
 }
 
 // commandLine is the command line recorded in the model card.

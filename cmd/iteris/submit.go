@@ -127,7 +127,7 @@ func cmdSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 	}
-	nc, store, err := connect(o.URL, "iteris-submit")
+	nc, store, _, err := connect(ctx, o.NATS, "iteris-submit", waitNote(stderr))
 	if err != nil {
 		return err
 	}
@@ -152,7 +152,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	nc, store, err := connect(o.URL, "iteris-status")
+	nc, store, _, err := connect(ctx, o.NATS, "iteris-status", waitNote(stderr))
 	if err != nil {
 		return err
 	}
@@ -197,6 +197,11 @@ func printStatus(w io.Writer, st protocol.StatusReply) {
 		fmt.Fprintf(tw, "%s\t%v\t%.1f GiB\t%s\t%s\n", wk.Worker, wk.Alive, float64(wk.Memory)/(1<<30), holds, wk.Version)
 	}
 	tw.Flush()
+}
+
+// waitNote prints that NATS does not answer yet.
+func waitNote(stderr io.Writer) func(error) {
+	return func(err error) { fmt.Fprintf(stderr, "iteris: waiting for NATS: %v\n", err) }
 }
 
 func orDash(s string) string {
