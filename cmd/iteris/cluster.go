@@ -50,12 +50,13 @@ func logger(format string, stderr io.Writer, attrs ...any) *slog.Logger {
 }
 
 // connect opens a NATS connection with the command's credentials and TLS that reconnects for
-// ever, and the artifact store on it. closed is closed when the connection ends for good (the
+// ever (replies on the role's inbox prefix), and the artifact store on it. closed is closed when the connection ends for good (the
 // server refused the credentials again after a reconnect); wait reports that no server answers
 // yet.
-func connect(ctx context.Context, n cli.NATS, name string, wait func(error)) (nc *nats.Conn, store *artifact.JetStream, closed <-chan struct{}, err error) {
+func connect(ctx context.Context, n cli.NATS, role, name string, wait func(error)) (nc *nats.Conn, store *artifact.JetStream, closed <-chan struct{}, err error) {
 	done := make(chan struct{})
-	nc, err = n.Dial(ctx, name, os.Getenv, wait, nats.ClosedHandler(func(*nats.Conn) { close(done) }))
+	nc, err = n.Dial(ctx, name, os.Getenv, wait, nats.CustomInboxPrefix(cli.InboxPrefix(role)),
+		nats.ClosedHandler(func(*nats.Conn) { close(done) }))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -110,7 +111,7 @@ func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	nc, store, closed, err := connect(ctx, o.NATS, "iteris-coordinator-"+o.ID, waitLog(log))
+	nc, store, closed, err := connect(ctx, o.NATS, "coordinator", "iteris-coordinator-"+o.ID, waitLog(log))
 	if err != nil {
 		return err
 	}
@@ -153,7 +154,7 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageErr(err)
 	}
 	log := logger(o.LogFormat, stderr, "role", "worker", "worker", o.ID)
-	nc, store, closed, err := connect(ctx, o.NATS, "iteris-worker-"+o.ID, waitLog(log))
+	nc, store, closed, err := connect(ctx, o.NATS, "worker", "iteris-worker-"+o.ID, waitLog(log))
 	if err != nil {
 		return err
 	}

@@ -127,7 +127,7 @@ func cmdSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 	}
-	nc, store, _, err := connect(ctx, o.NATS, "iteris-submit", waitNote(stderr))
+	nc, store, _, err := connect(ctx, o.NATS, "client", "iteris-submit", waitNote(stderr))
 	if err != nil {
 		return err
 	}
@@ -152,7 +152,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	nc, store, _, err := connect(ctx, o.NATS, "iteris-status", waitNote(stderr))
+	nc, store, _, err := connect(ctx, o.NATS, "client", "iteris-status", waitNote(stderr))
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,11 @@ const (
 	EnvToken = "ITERIS_NATS_TOKEN"
 )
 
+// InboxPrefix is the reply-subject prefix of a role's connections (role "coordinator", "worker"
+// or "client"): _INBOX.iteris-<role>. A NATS account can then let each role subscribe to its own
+// replies only (deploy/nats/iteris.conf).
+func InboxPrefix(role string) string { return "_INBOX.iteris-" + role }
+
 // ErrNoCredentials is returned by NATS.Options when no credentials are given and --insecure is
 // not set.
 var ErrNoCredentials = errors.New("no NATS credentials")
