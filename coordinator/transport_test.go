@@ -46,7 +46,9 @@ type noJobs struct{}
 func (noJobs) Prepare(context.Context, protocol.Submit, string, ArtifactStore) (JobSpec, error) {
 	return JobSpec{}, errors.New("no jobs here")
 }
-func (noJobs) Plan(*Job, []*Worker) (Plan, []string, error) { return Plan{}, nil, errors.New("no jobs") }
+func (noJobs) Plan(*Job, []*Worker) (Plan, []string, error) {
+	return Plan{}, nil, errors.New("no jobs")
+}
 func (noJobs) CheckResult(context.Context, *Job, protocol.Result, ArtifactStore) error {
 	return nil
 }
