@@ -41,6 +41,9 @@ type Meta struct {
 	Modules []int `json:"modules"`
 	// Plan is the input the shards are cut from when the job starts.
 	Plan layerplan.Input `json:"plan"`
+	// Sites are the modules of the merge (every adapter's, sorted): a result's factors must
+	// hold exactly its shard's (CheckResult).
+	Sites []string `json:"sites,omitempty"`
 }
 
 // Open parses a submitted config and resolves its relative paths against dir.
@@ -81,9 +84,12 @@ func (h *Handler) Prepare(ctx context.Context, sub protocol.Submit, job string, 
 		warn("method linear averages the A's and the B's separately, as PEFT does: it is not task arithmetic (use cat for the exact weighted sum of updates)")
 	}
 	meta.Hashes, meta.RankClamped = in.Hashes, in.RankClamped
+	var tasks []shard.Task
 	for _, t := range in.Tasks {
 		meta.Modules = append(meta.Modules, len(t.Adapter.Modules))
+		tasks = append(tasks, shard.Task{Adapter: t.Adapter})
 	}
+	meta.Sites = shard.ModuleNames(tasks, 0, in.Config.Layers)
 	meta.Levels = levels(in)
 	if meta.Plan, err = PlanInput(s); err != nil {
 		return coordinator.JobSpec{}, err
