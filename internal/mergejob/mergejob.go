@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/iteris-dev/iteris/coordinator"
 	"github.com/iteris-dev/iteris/internal/inputs"
@@ -62,12 +64,21 @@ func Open(config []byte, path, dir string) (*spec.Spec, error) {
 }
 
 // Prepare checks a submission (the config, every input it names, as `iteris merge` does before
-// heavy work), stores its calibration prompts under job, and returns the job's spec.
-func (h *Handler) Prepare(ctx context.Context, sub protocol.Submit, job string, store coordinator.ArtifactStore) (coordinator.JobSpec, error) {
+// heavy work), stores its calibration prompts under job, and returns the job's spec. A refusal
+// names the paths as the config gives them, so it reads exactly as `iteris merge` run in the
+// submitter's directory.
+func (h *Handler) Prepare(ctx context.Context, sub protocol.Submit, job string, store coordinator.ArtifactStore) (js coordinator.JobSpec, err error) {
 	s, err := Open(sub.Config, sub.Path, sub.Dir)
 	if err != nil {
 		return coordinator.JobSpec{}, err
 	}
+	if raw, perr := Open(sub.Config, sub.Path, ""); perr == nil {
+		defer func() { err = asSubmitted(err, raw, s) }()
+	}
+	return h.prepare(ctx, sub, s, job, store)
+}
+
+func (h *Handler) prepare(ctx context.Context, sub protocol.Submit, s *spec.Spec, job string, store coordinator.ArtifactStore) (coordinator.JobSpec, error) {
 	if err := s.Validate(); err != nil {
 		return coordinator.JobSpec{}, err
 	}
@@ -122,6 +133,39 @@ func (h *Handler) Prepare(ctx context.Context, sub protocol.Submit, job string, 
 		return coordinator.JobSpec{}, err
 	}
 	return js, nil
+}
+
+// submittedError is a refusal whose message names the paths as the config gives them.
+type submittedError struct {
+	msg string
+	err error
+}
+
+func (e *submittedError) Error() string { return e.msg }
+func (e *submittedError) Unwrap() error { return e.err }
+
+// asSubmitted rewrites the resolved paths of resolved in err's message back to raw's (the longest
+// first, so a path inside another is rewritten whole).
+func asSubmitted(err error, raw, resolved *spec.Spec) error {
+	if err == nil {
+		return nil
+	}
+	type pair struct{ from, to string }
+	pairs := []pair{{resolved.BaseModel, raw.BaseModel}}
+	for i := range resolved.Adapters {
+		pairs = append(pairs, pair{resolved.Adapters[i].Path, raw.Adapters[i].Path}, pair{resolved.Adapters[i].Calibration, raw.Adapters[i].Calibration})
+	}
+	sort.SliceStable(pairs, func(i, j int) bool { return len(pairs[i].from) > len(pairs[j].from) })
+	msg := err.Error()
+	for _, p := range pairs {
+		if p.from != p.to && p.from != "" {
+			msg = strings.ReplaceAll(msg, p.from, p.to)
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &submittedError{msg: msg, err: err}
 }
 
 // levels counts the dependency levels: the (layer, point) pairs that carry a site.
