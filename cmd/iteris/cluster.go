@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,6 +79,25 @@ func waitLog(log *slog.Logger) func(error) {
 	return func(err error) { log.Warn("waiting for NATS", "err", err) }
 }
 
+// realDirs resolves the symbolic links of --inputs directories (each must exist).
+func realDirs(dirs []string) ([]string, error) {
+	var out []string
+	for _, d := range dirs {
+		r, err := filepath.EvalSymlinks(d)
+		if err == nil {
+			var st os.FileInfo
+			if st, err = os.Stat(r); err == nil && !st.IsDir() {
+				err = fmt.Errorf("not a directory")
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--inputs %s: %w", d, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
 // serve waits until ctx ends (nil) or the NATS connection ends for good (an error).
 func serve(ctx context.Context, nc *nats.Conn, closed <-chan struct{}) error {
 	select {
@@ -111,6 +131,10 @@ func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	roots, err := realDirs(o.Inputs)
+	if err != nil {
+		return err
+	}
 	nc, store, closed, err := connect(ctx, o.NATS, "coordinator", "iteris-coordinator-"+o.ID, waitLog(log))
 	if err != nil {
 		return err
@@ -121,7 +145,7 @@ func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		peers = append(peers, coordinator.Peer{ID: p.ID, Addr: p.Addr})
 	}
 	node, err := coordinator.New(coordinator.Config{ID: o.ID, DataDir: o.DataDir, RaftAddr: o.RaftAddr, Peers: peers,
-		Conn: nc, Store: store, Jobs: &mergejob.Handler{Version: versionString()}, Version: versionString(),
+		Conn: nc, Store: store, Jobs: &mergejob.Handler{Version: versionString(), Roots: roots}, Version: versionString(),
 		RaftTLS: raftTLS, InsecureRaft: o.Insecure, Lease: o.Lease, WorkerTimeout: o.WorkerTimeout, ElectionTimeout: o.ElectionTimeout, Logger: log})
 	if err != nil {
 		return err

@@ -34,6 +34,9 @@ type Coordinator struct {
 	// RaftCA, RaftCert and RaftKey are --raft-ca, --raft-cert and --raft-key: mutual TLS between
 	// the coordinators (see RaftTLS).
 	RaftCA, RaftCert, RaftKey string
+	// InputsFlag is --inputs; Inputs its directories.
+	InputsFlag string
+	Inputs     []string
 }
 
 // CoordinatorFlags returns the flag set of `iteris coordinator` bound to o.
@@ -48,7 +51,7 @@ func CoordinatorFlags(o *Coordinator) *flag.FlagSet {
 	fs.DurationVar(&o.WorkerTimeout, "worker-timeout", 10*time.Second, "how long a worker may miss heartbeats before its shard is given away")
 	fs.DurationVar(&o.ElectionTimeout, "election-timeout", 500*time.Millisecond, "raft heartbeat and election timeout")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
-	o.raftFlags(fs)
+	o.securityFlags(fs)
 	return fs
 }
 
@@ -90,7 +93,7 @@ func (o *Coordinator) Validate() error {
 	if o.Lease <= 0 || o.WorkerTimeout <= 0 || o.ElectionTimeout <= 0 {
 		return fmt.Errorf("%w: --lease, --worker-timeout and --election-timeout must be positive", ErrUsage)
 	}
-	if err := o.validateRaftTLS(); err != nil {
+	if err := o.validateSecurity(); err != nil {
 		return err
 	}
 	return checkLogFormat(o.LogFormat)

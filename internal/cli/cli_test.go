@@ -25,6 +25,8 @@ func TestCheck(t *testing.T) {
 		{"coordinator off loopback insecure", with(coord, "--raft-addr", "10.0.0.5:7000", "--insecure"), ""},
 		{"coordinator off loopback tls", with(coord, "--raft-addr", "10.0.0.5:7000", "--raft-ca", "ca.pem", "--raft-cert", "c.pem", "--raft-key", "k.pem"), ""},
 		{"coordinator partial raft tls", with(coord, "--raft-ca", "ca.pem", "--raft-cert", "c.pem"), "--raft-ca, --raft-cert and --raft-key go together"},
+		{"coordinator inputs", with(coord, "--inputs", "/models,/data/calib"), ""},
+		{"coordinator relative inputs", with(coord, "--inputs", "models"), `--inputs "models": want absolute directories`},
 		{"worker creds", with(worker, "--nats-creds", "/s/w.creds", "--nats-ca", "/s/ca.pem"), ""},
 		{"worker nkey", with(worker, "--nats-nkey", "/s/w.nk"), ""},
 		{"worker token", with(worker, "--nats-token-file", "/s/tok"), ""},

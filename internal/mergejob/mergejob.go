@@ -27,6 +27,9 @@ import (
 type Handler struct {
 	// Version is the iteris version recorded in reports.
 	Version string
+	// Roots, when set, are the directories (absolute, symbolic links resolved) every path of a
+	// submitted config must lie in: what a submitter can make the cluster read. Empty: any path.
+	Roots []string
 }
 
 // Meta is what a job keeps of its validation for the report (JobSpec.Footprint holds it).
@@ -72,9 +75,14 @@ func (h *Handler) Prepare(ctx context.Context, sub protocol.Submit, job string, 
 	if err != nil {
 		return coordinator.JobSpec{}, err
 	}
-	if raw, perr := Open(sub.Config, sub.Path, ""); perr == nil {
-		defer func() { err = asSubmitted(err, raw, s) }()
+	raw, err := Open(sub.Config, sub.Path, "")
+	if err != nil {
+		return coordinator.JobSpec{}, err
 	}
+	if err := checkRoots(h.Roots, raw, s); err != nil {
+		return coordinator.JobSpec{}, err
+	}
+	defer func() { err = asSubmitted(err, raw, s) }()
 	return h.prepare(ctx, sub, s, job, store)
 }
 

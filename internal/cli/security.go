@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 )
 
@@ -53,15 +54,26 @@ func isLoopback(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func (o *Coordinator) raftFlags(fs *flag.FlagSet) {
+func (o *Coordinator) securityFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.InputsFlag, "inputs", "", "directories (comma-separated) every path of a submitted config must lie in; empty: any path this process can read")
 	fs.StringVar(&o.RaftCA, "raft-ca", "", "PEM file of the CA that signs every coordinator's raft certificate (mutual TLS between coordinators)")
 	fs.StringVar(&o.RaftCert, "raft-cert", "", "PEM certificate of this coordinator's raft address (server and client use), with --raft-key")
 	fs.StringVar(&o.RaftKey, "raft-key", "", "PEM private key of --raft-cert")
 }
 
-// validateRaftTLS checks that the raft TLS files come together, and refuses a raft address that
-// is reachable from other machines without TLS unless --insecure is set.
-func (o *Coordinator) validateRaftTLS() error {
+// validateSecurity checks --inputs, that the raft TLS files come together, and refuses a raft
+// address that is reachable from other machines without TLS unless --insecure is set.
+func (o *Coordinator) validateSecurity() error {
+	o.Inputs = nil
+	for _, d := range strings.Split(o.InputsFlag, ",") {
+		if d == "" {
+			continue
+		}
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("%w: --inputs %q: want absolute directories", ErrUsage, d)
+		}
+		o.Inputs = append(o.Inputs, filepath.Clean(d))
+	}
 	n := 0
 	for _, f := range []string{o.RaftCA, o.RaftCert, o.RaftKey} {
 		if f != "" {
