@@ -51,12 +51,15 @@ func logger(format string, stderr io.Writer, attrs ...any) *slog.Logger {
 }
 
 // connect opens a NATS connection with the command's credentials and TLS that reconnects for
-// ever (replies on the role's inbox prefix), and the artifact store on it. closed is closed when the connection ends for good (the
-// server refused the credentials again after a reconnect); wait reports that no server answers
-// yet.
-func connect(ctx context.Context, n cli.NATS, role, name string, wait func(error)) (nc *nats.Conn, store *artifact.JetStream, closed <-chan struct{}, err error) {
+// ever (replies on the role's inbox prefix), and the artifact store on it. closed is closed when
+// the connection ends for good (the server refused the credentials again after a reconnect).
+// report hears that no server answers yet, and every asynchronous error of the connection (an
+// operation the server's permissions refuse).
+func connect(ctx context.Context, n cli.NATS, role, name string, report func(what string, err error)) (nc *nats.Conn, store *artifact.JetStream, closed <-chan struct{}, err error) {
 	done := make(chan struct{})
-	nc, err = n.Dial(ctx, name, os.Getenv, wait, nats.CustomInboxPrefix(cli.InboxPrefix(role)),
+	nc, err = n.Dial(ctx, name, os.Getenv, func(err error) { report("waiting for NATS", err) },
+		nats.CustomInboxPrefix(cli.InboxPrefix(role)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { report("NATS refused an operation", err) }),
 		nats.ClosedHandler(func(*nats.Conn) { close(done) }))
 	if err != nil {
 		return nil, nil, nil, err
@@ -74,9 +77,9 @@ func connect(ctx context.Context, n cli.NATS, role, name string, wait func(error
 	return nc, store, done, nil
 }
 
-// waitLog logs that NATS does not answer yet.
-func waitLog(log *slog.Logger) func(error) {
-	return func(err error) { log.Warn("waiting for NATS", "err", err) }
+// logReport logs what connect reports.
+func logReport(log *slog.Logger) func(string, error) {
+	return func(what string, err error) { log.Warn(what, "err", err) }
 }
 
 // realDirs resolves the symbolic links of --inputs directories (each must exist).
@@ -135,7 +138,7 @@ func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	nc, store, closed, err := connect(ctx, o.NATS, "coordinator", "iteris-coordinator-"+o.ID, waitLog(log))
+	nc, store, closed, err := connect(ctx, o.NATS, "coordinator", "iteris-coordinator-"+o.ID, logReport(log))
 	if err != nil {
 		return err
 	}
@@ -178,7 +181,7 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageErr(err)
 	}
 	log := logger(o.LogFormat, stderr, "role", "worker", "worker", o.ID)
-	nc, store, closed, err := connect(ctx, o.NATS, "worker", "iteris-worker-"+o.ID, waitLog(log))
+	nc, store, closed, err := connect(ctx, o.NATS, "worker", "iteris-worker-"+o.ID, logReport(log))
 	if err != nil {
 		return err
 	}

@@ -127,7 +127,7 @@ func cmdSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 	}
-	nc, store, _, err := connect(ctx, o.NATS, "client", "iteris-submit", waitNote(stderr))
+	nc, store, _, err := connect(ctx, o.NATS, "client", "iteris-submit", printReport(stderr))
 	if err != nil {
 		return err
 	}
@@ -152,7 +152,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	nc, store, _, err := connect(ctx, o.NATS, "client", "iteris-status", waitNote(stderr))
+	nc, store, _, err := connect(ctx, o.NATS, "client", "iteris-status", printReport(stderr))
 	if err != nil {
 		return err
 	}
@@ -199,9 +199,9 @@ func printStatus(w io.Writer, st protocol.StatusReply) {
 	tw.Flush()
 }
 
-// waitNote prints that NATS does not answer yet.
-func waitNote(stderr io.Writer) func(error) {
-	return func(err error) { fmt.Fprintf(stderr, "iteris: waiting for NATS: %v\n", err) }
+// printReport prints what connect reports.
+func printReport(stderr io.Writer) func(string, error) {
+	return func(what string, err error) { fmt.Fprintf(stderr, "iteris: %s: %v\n", what, err) }
 }
 
 func orDash(s string) string {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/iteris-dev/iteris/internal/artifact"
+	"github.com/iteris-dev/iteris/internal/client"
 	"github.com/iteris-dev/iteris/internal/natsserver/natstest"
 	"github.com/iteris-dev/iteris/protocol"
 	"github.com/iteris-dev/iteris/worker"
@@ -245,6 +246,13 @@ func TestWorkerPermissions(t *testing.T) {
 			}
 			return errors.Join(err, errors.New("subscribed"))
 		}},
+		{"use the job API", "publish", protocol.SubjectStatus, func(ctx context.Context) error {
+			_, err := client.New(wnc, wstore).Status(ctx, "")
+			if err == nil || !strings.Contains(err.Error(), "the NATS user may not use the job API") {
+				return fmt.Errorf("status as a worker: %v", err)
+			}
+			return err
+		}},
 		{"read the coordinators' replies", "subscription", "_INBOX.iteris-coordinator.>", func(ctx context.Context) error {
 			_, err := wnc.SubscribeSync("_INBOX.iteris-coordinator.>")
 			return errors.Join(err, wnc.FlushWithContext(ctx), errors.New("subscribed"))
@@ -252,7 +260,7 @@ func TestWorkerPermissions(t *testing.T) {
 	}
 	for _, tc := range denied {
 		t.Run("denied: "+tc.name, func(t *testing.T) {
-			dctx, cancel := context.WithTimeout(ctx, time.Second)
+			dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 			defer cancel()
 			if err := tc.do(dctx); err == nil {
 				t.Fatal("succeeded")
@@ -327,7 +335,7 @@ func TestClientPermissions(t *testing.T) {
 	}
 	for _, tc := range denied {
 		t.Run("denied: "+tc.name, func(t *testing.T) {
-			dctx, cancel := context.WithTimeout(ctx, time.Second)
+			dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 			defer cancel()
 			if err := tc.do(dctx); err == nil {
 				t.Fatal("succeeded")
