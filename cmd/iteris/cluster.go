@@ -102,12 +102,12 @@ func realDirs(dirs []string) ([]string, error) {
 }
 
 // serve waits until ctx ends (nil) or the NATS connection ends for good (an error).
-func serve(ctx context.Context, nc *nats.Conn, closed <-chan struct{}) error {
+func serve(ctx context.Context, url string, nc *nats.Conn, closed <-chan struct{}) error {
 	select {
 	case <-ctx.Done():
 		return nil
 	case <-closed:
-		return fmt.Errorf("the NATS connection to %s ended: %v", nc.ConnectedUrlRedacted(), nc.LastError())
+		return fmt.Errorf("the NATS connection to %s ended: %v", url, nc.LastError())
 	}
 }
 
@@ -157,7 +157,7 @@ func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	log.Info("coordinator started", "raft", o.RaftAddr, "raft_tls", raftTLS != nil, "peers", o.PeersFlag, "nats", o.URL, "nats_auth", o.Auth(os.Getenv))
-	serr := serve(ctx, nc, closed)
+	serr := serve(ctx, o.URL, nc, closed)
 	log.Info("stopping", "err", serr)
 	return errors.Join(serr, node.Close())
 }
@@ -199,7 +199,7 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log.Info("worker started", "memory", o.MemoryFlag, "nats", o.URL, "nats_auth", o.Auth(os.Getenv))
-	serr := serve(ctx, nc, closed)
+	serr := serve(ctx, o.URL, nc, closed)
 	log.Info("stopping", "err", serr)
 	return errors.Join(serr, w.Close())
 }
