@@ -115,7 +115,13 @@ const coordinatorAbout = `Usage: iteris coordinator --id ID --data-dir DIR --raf
 
 Runs one member of the raft-replicated coordinator group. The leader checks submitted configs,
 cuts jobs into layer shards for the registered workers, dispatches their tasks over NATS,
-commits their results and assembles the merged adapter. Runs until SIGTERM or Ctrl-C.`
+commits their results and assembles the merged adapter. Runs until SIGTERM or Ctrl-C.
+
+NATS credentials (--nats-user with --nats-password-file, --nats-token-file, --nats-nkey,
+--nats-creds or a client certificate) and TLS (tls:// URLs, --nats-ca): without credentials the
+command refuses to connect unless --insecure. See docs/operations.md, "Securing a cluster".
+Raft between coordinators: mutual TLS with --raft-ca, --raft-cert and --raft-key (required for
+a --raft-addr other machines can reach, unless --insecure).`
 
 func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := &cli.Coordinator{}
@@ -166,7 +172,11 @@ const workerAbout = `Usage: iteris worker --id ID --nats URL --memory SIZE [--da
 
 Runs one merge worker: it registers with the coordinators, is assigned a layer shard, loads only
 that shard's weights (paths are read from this machine's filesystem) and runs the shard's tasks.
-Runs until SIGTERM or Ctrl-C.`
+Runs until SIGTERM or Ctrl-C.
+
+NATS credentials (--nats-user with --nats-password-file, --nats-token-file, --nats-nkey,
+--nats-creds or a client certificate) and TLS (tls:// URLs, --nats-ca): without credentials the
+command refuses to connect unless --insecure. See docs/operations.md, "Securing a cluster".`
 
 func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := &cli.Worker{}

@@ -98,7 +98,11 @@ const submitAbout = `Usage: iteris submit CONFIG.yaml OUT_DIR --nats URL [--wait
 Submits a merge to a running cluster and prints its job id. With --wait it shows the progress,
 fetches the merged adapter and writes OUT_DIR. The paths in CONFIG.yaml are read by the
 coordinators and workers from their own filesystems (a shared volume with the same paths);
-relative paths are resolved against this command's working directory.`
+relative paths are resolved against this command's working directory.
+
+NATS credentials (--nats-user with --nats-password-file, --nats-token-file, --nats-nkey,
+--nats-creds or a client certificate) and TLS (tls:// URLs, --nats-ca): without credentials the
+command refuses to connect unless --insecure. See docs/operations.md, "Securing a cluster".`
 
 func cmdSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := &cli.Submit{}
@@ -139,7 +143,11 @@ func cmdSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 const statusAbout = `Usage: iteris status [JOB] --nats URL [--json]
 
-Shows the cluster's jobs (or one job), their steps and shards, and the registered workers.`
+Shows the cluster's jobs (or one job), their steps and shards, and the registered workers.
+
+NATS credentials (--nats-user with --nats-password-file, --nats-token-file, --nats-nkey,
+--nats-creds or a client certificate) and TLS (tls:// URLs, --nats-ca): without credentials the
+command refuses to connect unless --insecure. See docs/operations.md, "Securing a cluster".`
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := &cli.Status{}
