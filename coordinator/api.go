@@ -73,6 +73,11 @@ func (l *leader) newJobID(sub protocol.Submit) string {
 	return "j" + hex.EncodeToString(h.Sum(nil))[:15]
 }
 
+// bucketMaker is a store that creates a job's artifact bucket ahead of its first artifact.
+type bucketMaker interface {
+	Ensure(ctx context.Context, job string) error
+}
+
 func (l *leader) submit(ctx context.Context, m *nats.Msg) {
 	sub, err := protocol.DecodeSubmit(m.Data)
 	if err != nil {
@@ -80,6 +85,14 @@ func (l *leader) submit(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	id := l.newJobID(sub)
+	if e, ok := l.n.cfg.Store.(bucketMaker); ok {
+		// The job's artifact bucket exists before any worker writes to it: workers need no
+		// permission to create streams.
+		if err := e.Ensure(ctx, id); err != nil {
+			reply(m, protocol.SubmitReply{Head: protocol.NewHead(), Error: &protocol.Error{Code: protocol.CodeInternal, Message: fmt.Sprintf("creating the artifact bucket of job %s: %v", id, err)}, Leader: l.n.cfg.ID})
+			return
+		}
+	}
 	spec, err := l.n.cfg.Jobs.Prepare(ctx, sub, id, l.n.cfg.Store)
 	if err != nil {
 		_ = l.n.cfg.Store.DropJob(context.Background(), id)

@@ -52,6 +52,9 @@ type TaskRef struct {
 // Command is one entry of the replicated log. The leader stamps At (Unix ms) and Leader; Apply
 // uses no other clock and nothing random, so every replica reaches the same state.
 type Command struct {
+	// V is the command format version (CommandVersion; absent in entries written before it
+	// existed, which are version 1).
+	V      int         `json:"v,omitempty"`
 	Type   CommandType `json:"type"`
 	At     int64       `json:"at"`
 	Leader string      `json:"leader,omitempty"`
@@ -88,8 +91,14 @@ type WorkerInfo struct {
 // MaxCommandSize bounds an encoded command (a submit carries the config, at most 4 MiB).
 const MaxCommandSize = 8 << 20
 
-// Encode returns the command's log entry.
-func (c Command) Encode() []byte { return protocol.Encode(c) }
+// CommandVersion is the version of the log entries this build writes and reads.
+const CommandVersion = 1
+
+// Encode returns the command's log entry (version CommandVersion).
+func (c Command) Encode() []byte {
+	c.V = CommandVersion
+	return protocol.Encode(c)
+}
 
 // DecodeCommand decodes a log entry strictly (size limit, no unknown fields, nothing after it)
 // and checks the fields its type needs.
@@ -105,6 +114,9 @@ func DecodeCommand(b []byte) (Command, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return c, fmt.Errorf("%w: data after the command", ErrBadCommand)
+	}
+	if c.V != 0 && c.V != CommandVersion {
+		return c, fmt.Errorf("%w: %s command of version %d (this build reads %d)", ErrBadCommand, c.Type, c.V, CommandVersion)
 	}
 	return c, c.validate()
 }

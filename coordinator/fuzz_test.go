@@ -1,6 +1,14 @@
 package coordinator
 
-import "testing"
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
 
 // FuzzDecodeCommand checks that no log entry makes the decoder or Apply panic.
 func FuzzDecodeCommand(f *testing.F) {
@@ -33,6 +41,47 @@ func FuzzRestoreState(f *testing.F) {
 		_ = Decide(s, Policy{Now: 5, LeaseMS: 1})
 		for id := range s.Jobs {
 			_ = s.Apply(s.Index+1, Command{Type: CmdCancel, At: 6, Job: id})
+		}
+	})
+}
+
+// memConn is a connection whose peer sent fixed bytes (then EOF); what is written is kept.
+type memConn struct {
+	r *bytes.Reader
+	w bytes.Buffer
+}
+
+func (c *memConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c *memConn) Write(p []byte) (int, error)      { return c.w.Write(p) }
+func (c *memConn) Close() error                     { return nil }
+func (c *memConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *memConn) SetDeadline(time.Time) error      { return nil }
+func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzRaftHello feeds arbitrary first bytes of a raft connection to the accepting side: it never
+// panics, reads at most one bounded line, accepts exactly the hello of its own version (and
+// answers OK), and answers anything else with a refusal or nothing.
+func FuzzRaftHello(f *testing.F) {
+	f.Add([]byte(helloPrefix + "v1\n"))
+	f.Add([]byte(helloPrefix + "v1\nraft bytes"))
+	f.Add([]byte(helloPrefix + "v2\n"))
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
+	f.Add(bytes.Repeat([]byte("a"), 600))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := &memConn{r: bytes.NewReader(b)}
+		ac := &acceptedConn{Conn: c, s: &streamLayer{version: "v1", log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+		err := ac.handshake()
+		want := bytes.HasPrefix(b, []byte(helloPrefix+"v1\n"))
+		if (err == nil) != want {
+			t.Fatalf("hello %q: %v", b, err)
+		}
+		if read := len(b) - c.r.Len(); read > maxHello+1 || (want && read != len(helloPrefix)+3) {
+			t.Fatalf("read %d bytes of %q", read, b)
+		}
+		if ans := c.w.String(); (want && ans != "OK\n") || (!want && ans != "" && !strings.HasPrefix(ans, "NO ")) {
+			t.Fatalf("answered %q to %q", ans, b)
 		}
 	})
 }

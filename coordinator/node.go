@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,14 @@ type Config struct {
 	// Transport, if set, replaces the TCP transport (tests and the embedded default use raft's
 	// in-memory transport).
 	Transport raft.Transport
+	// RaftTLS, if set, makes the TCP transport mutual TLS: Certificates hold this node's
+	// certificate (used as server and as client, so it needs both extended key usages and must
+	// name the host of RaftAddr), RootCAs the CA every peer's certificate must chain to. A peer
+	// without such a certificate cannot connect, in either direction.
+	RaftTLS *tls.Config
+	// InsecureRaft allows a plain TCP transport on an address other machines can reach; without
+	// it such a RaftAddr needs RaftTLS.
+	InsecureRaft bool
 	// Peers is the initial configuration (every member, this node included); it bootstraps a
 	// group whose data directory is new.
 	Peers []Peer
@@ -83,6 +92,12 @@ func (c *Config) Validate() error {
 	if c.Transport == nil {
 		if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
 			return fmt.Errorf("%w: raft address %q: %v", ErrConfig, c.RaftAddr, err)
+		}
+		if c.RaftTLS == nil && !c.InsecureRaft && !isLoopback(c.RaftAddr) {
+			return fmt.Errorf("%w: raft address %s is reachable from other machines and raft has no TLS (set RaftTLS, or InsecureRaft)", ErrConfig, c.RaftAddr)
+		}
+		if c.RaftTLS != nil && (len(c.RaftTLS.Certificates) == 0 || c.RaftTLS.RootCAs == nil) {
+			return fmt.Errorf("%w: raft TLS needs this node's certificate and the peers' CA", ErrConfig)
 		}
 	}
 	if len(c.Peers) == 0 {
@@ -156,10 +171,11 @@ func (n *Node) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("coordinator: raft address %s: %w", n.cfg.RaftAddr, err)
 		}
-		tcp, err := raft.NewTCPTransport(n.cfg.RaftAddr, addr, 4, 5*time.Second, io.Discard)
+		stream, err := newStreamLayer(n.cfg.RaftAddr, addr, n.cfg.RaftTLS, n.cfg.Version, n.cfg.Logger.With("node", n.cfg.ID))
 		if err != nil {
 			return fmt.Errorf("coordinator: raft transport on %s: %w", n.cfg.RaftAddr, err)
 		}
+		tcp := newNetworkTransport(stream, rc.Logger)
 		n.closer = append(n.closer, tcp)
 		trans = tcp
 	}

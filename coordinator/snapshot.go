@@ -85,7 +85,7 @@ func (s *State) check() error {
 		}
 	}
 	for id, w := range s.Workers {
-		if w == nil || w.ID != id {
+		if w == nil || w.ID != id || protocol.ValidateName("worker", id) != nil {
 			return fmt.Errorf("%w: snapshot worker %q is malformed", ErrBadCommand, id)
 		}
 	}

@@ -144,7 +144,24 @@ type StatusReply struct {
 	Workers []WorkerStatus `json:"workers"`
 }
 
-func (r StatusReply) validate() error { return nil }
+func (r StatusReply) validate() error {
+	for _, j := range r.Jobs {
+		if err := ValidateJobID(j.Job); err != nil {
+			return err
+		}
+	}
+	for _, w := range r.Workers {
+		if err := ValidateName("worker", w.Worker); err != nil {
+			return err
+		}
+		if w.Job != "" {
+			if err := ValidateJobID(w.Job); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
 // DecodeStatusReply decodes a status reply.
 func DecodeStatusReply(b []byte) (StatusReply, error) { return decode[StatusReply]("status reply", b) }

@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"time"
+	"os"
+	"path/filepath"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,30 +50,78 @@ func logger(format string, stderr io.Writer, attrs ...any) *slog.Logger {
 	return slog.New(h).With(attrs...)
 }
 
-// connect opens a NATS connection that reconnects for ever, and the artifact store on it.
-func connect(url, name string) (*nats.Conn, *artifact.JetStream, error) {
-	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
+// connect opens a NATS connection with the command's credentials and TLS that reconnects for
+// ever (replies on the role's inbox prefix), and the artifact store on it. closed is closed when
+// the connection ends for good (the server refused the credentials again after a reconnect).
+// report hears that no server answers yet, and every asynchronous error of the connection (an
+// operation the server's permissions refuse).
+func connect(ctx context.Context, n cli.NATS, role, name string, report func(what string, err error)) (nc *nats.Conn, store *artifact.JetStream, closed <-chan struct{}, err error) {
+	done := make(chan struct{})
+	nc, err = n.Dial(ctx, name, os.Getenv, func(err error) { report("waiting for NATS", err) },
+		nats.CustomInboxPrefix(cli.InboxPrefix(role)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { report("NATS refused an operation", err) }),
+		nats.ClosedHandler(func(*nats.Conn) { close(done) }))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
+		return nil, nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	store, err := artifact.NewJetStream(js, artifact.JetStreamConfig{})
+	store, err = artifact.NewJetStream(js, artifact.JetStreamConfig{})
 	if err != nil {
 		nc.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return nc, store, nil
+	return nc, store, done, nil
+}
+
+// logReport logs what connect reports.
+func logReport(log *slog.Logger) func(string, error) {
+	return func(what string, err error) { log.Warn(what, "err", err) }
+}
+
+// realDirs resolves the symbolic links of --inputs directories (each must exist).
+func realDirs(dirs []string) ([]string, error) {
+	var out []string
+	for _, d := range dirs {
+		r, err := filepath.EvalSymlinks(d)
+		if err == nil {
+			var st os.FileInfo
+			if st, err = os.Stat(r); err == nil && !st.IsDir() {
+				err = fmt.Errorf("not a directory")
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--inputs %s: %w", d, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// serve waits until ctx ends (nil) or the NATS connection ends for good (an error).
+func serve(ctx context.Context, url string, nc *nats.Conn, closed <-chan struct{}) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-closed:
+		return fmt.Errorf("the NATS connection to %s ended: %v", url, nc.LastError())
+	}
 }
 
 const coordinatorAbout = `Usage: iteris coordinator --id ID --data-dir DIR --raft-addr HOST:PORT --peers ID=HOST:PORT,... --nats URL
 
 Runs one member of the raft-replicated coordinator group. The leader checks submitted configs,
 cuts jobs into layer shards for the registered workers, dispatches their tasks over NATS,
-commits their results and assembles the merged adapter. Runs until SIGTERM or Ctrl-C.`
+commits their results and assembles the merged adapter. Runs until SIGTERM or Ctrl-C.
+
+NATS credentials (--nats-user with --nats-password-file, --nats-token-file, --nats-nkey,
+--nats-creds or a client certificate) and TLS (tls:// URLs, --nats-ca): without credentials the
+command refuses to connect unless --insecure. See docs/operations.md, "Securing a cluster".
+Raft between coordinators: mutual TLS with --raft-ca, --raft-cert and --raft-key (required for
+a --raft-addr other machines can reach, unless --insecure).`
 
 func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := &cli.Coordinator{}
@@ -87,7 +136,15 @@ func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		return usageErr(err)
 	}
 	log := logger(o.LogFormat, stderr, "role", "coordinator", "node", o.ID)
-	nc, store, err := connect(o.URL, "iteris-coordinator-"+o.ID)
+	raftTLS, err := o.RaftTLS()
+	if err != nil {
+		return err
+	}
+	roots, err := realDirs(o.Inputs)
+	if err != nil {
+		return err
+	}
+	nc, store, closed, err := connect(ctx, o.NATS, "coordinator", "iteris-coordinator-"+o.ID, logReport(log))
 	if err != nil {
 		return err
 	}
@@ -97,25 +154,29 @@ func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		peers = append(peers, coordinator.Peer{ID: p.ID, Addr: p.Addr})
 	}
 	node, err := coordinator.New(coordinator.Config{ID: o.ID, DataDir: o.DataDir, RaftAddr: o.RaftAddr, Peers: peers,
-		Conn: nc, Store: store, Jobs: &mergejob.Handler{Version: versionString()}, Version: versionString(),
-		Lease: o.Lease, WorkerTimeout: o.WorkerTimeout, ElectionTimeout: o.ElectionTimeout, Logger: log})
+		Conn: nc, Store: store, Jobs: &mergejob.Handler{Version: versionString(), Roots: roots}, Version: versionString(),
+		RaftTLS: raftTLS, InsecureRaft: o.Insecure, Lease: o.Lease, WorkerTimeout: o.WorkerTimeout, ElectionTimeout: o.ElectionTimeout, Logger: log})
 	if err != nil {
 		return err
 	}
 	if err := node.Start(ctx); err != nil {
 		return err
 	}
-	log.Info("coordinator started", "raft", o.RaftAddr, "peers", o.PeersFlag, "nats", o.URL)
-	<-ctx.Done()
-	log.Info("stopping")
-	return node.Close()
+	log.Info("coordinator started", "raft", o.RaftAddr, "raft_tls", raftTLS != nil, "peers", o.PeersFlag, "nats", o.URL, "nats_auth", o.Auth(os.Getenv))
+	serr := serve(ctx, o.URL, nc, closed)
+	log.Info("stopping", "err", serr)
+	return errors.Join(serr, node.Close())
 }
 
 const workerAbout = `Usage: iteris worker --id ID --nats URL --memory SIZE [--data-dir DIR]
 
 Runs one merge worker: it registers with the coordinators, is assigned a layer shard, loads only
 that shard's weights (paths are read from this machine's filesystem) and runs the shard's tasks.
-Runs until SIGTERM or Ctrl-C.`
+Runs until SIGTERM or Ctrl-C.
+
+NATS credentials (--nats-user with --nats-password-file, --nats-token-file, --nats-nkey,
+--nats-creds or a client certificate) and TLS (tls:// URLs, --nats-ca): without credentials the
+command refuses to connect unless --insecure. See docs/operations.md, "Securing a cluster".`
 
 func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := &cli.Worker{}
@@ -130,7 +191,7 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageErr(err)
 	}
 	log := logger(o.LogFormat, stderr, "role", "worker", "worker", o.ID)
-	nc, store, err := connect(o.URL, "iteris-worker-"+o.ID)
+	nc, store, closed, err := connect(ctx, o.NATS, "worker", "iteris-worker-"+o.ID, logReport(log))
 	if err != nil {
 		return err
 	}
@@ -147,10 +208,10 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
-	log.Info("worker started", "memory", o.MemoryFlag, "nats", o.URL)
-	<-ctx.Done()
-	log.Info("stopping")
-	return w.Close()
+	log.Info("worker started", "memory", o.MemoryFlag, "nats", o.URL, "nats_auth", o.Auth(os.Getenv))
+	serr := serve(ctx, o.URL, nc, closed)
+	log.Info("stopping", "err", serr)
+	return errors.Join(serr, w.Close())
 }
 
 // commandLine is the command line recorded in the model card.

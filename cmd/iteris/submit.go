@@ -98,7 +98,11 @@ const submitAbout = `Usage: iteris submit CONFIG.yaml OUT_DIR --nats URL [--wait
 Submits a merge to a running cluster and prints its job id. With --wait it shows the progress,
 fetches the merged adapter and writes OUT_DIR. The paths in CONFIG.yaml are read by the
 coordinators and workers from their own filesystems (a shared volume with the same paths);
-relative paths are resolved against this command's working directory.`
+relative paths are resolved against this command's working directory.
+
+NATS credentials (--nats-user with --nats-password-file, --nats-token-file, --nats-nkey,
+--nats-creds or a client certificate) and TLS (tls:// URLs, --nats-ca): without credentials the
+command refuses to connect unless --insecure. See docs/operations.md, "Securing a cluster".`
 
 func cmdSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := &cli.Submit{}
@@ -127,7 +131,7 @@ func cmdSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 	}
-	nc, store, err := connect(o.URL, "iteris-submit")
+	nc, store, _, err := connect(ctx, o.NATS, "client", "iteris-submit", printReport(stderr))
 	if err != nil {
 		return err
 	}
@@ -139,7 +143,11 @@ func cmdSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 const statusAbout = `Usage: iteris status [JOB] --nats URL [--json]
 
-Shows the cluster's jobs (or one job), their steps and shards, and the registered workers.`
+Shows the cluster's jobs (or one job), their steps and shards, and the registered workers.
+
+NATS credentials (--nats-user with --nats-password-file, --nats-token-file, --nats-nkey,
+--nats-creds or a client certificate) and TLS (tls:// URLs, --nats-ca): without credentials the
+command refuses to connect unless --insecure. See docs/operations.md, "Securing a cluster".`
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := &cli.Status{}
@@ -152,7 +160,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	nc, store, err := connect(o.URL, "iteris-status")
+	nc, store, _, err := connect(ctx, o.NATS, "client", "iteris-status", printReport(stderr))
 	if err != nil {
 		return err
 	}
@@ -197,6 +205,11 @@ func printStatus(w io.Writer, st protocol.StatusReply) {
 		fmt.Fprintf(tw, "%s\t%v\t%.1f GiB\t%s\t%s\n", wk.Worker, wk.Alive, float64(wk.Memory)/(1<<30), holds, wk.Version)
 	}
 	tw.Flush()
+}
+
+// printReport prints what connect reports.
+func printReport(stderr io.Writer) func(string, error) {
+	return func(what string, err error) { fmt.Fprintf(stderr, "iteris: %s: %v\n", what, err) }
 }
 
 func orDash(s string) string {

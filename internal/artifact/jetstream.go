@@ -255,6 +255,16 @@ func (s *JetStream) Delete(ctx context.Context, job string, ref protocol.Ref) er
 	return fmt.Errorf("artifact %s of job %s: deleting: %w", ref, job, err)
 }
 
+// Ensure creates the job's bucket when it does not exist. The coordinator calls it when it
+// accepts a job, so workers need no permission to create streams (deploy/nats/iteris.conf).
+func (s *JetStream) Ensure(ctx context.Context, job string) error {
+	if err := checkArgs(job, 0); err != nil {
+		return err
+	}
+	_, _, err := s.bucket(ctx, job, true)
+	return err
+}
+
 // DropJob implements Store: it deletes the job's bucket (and its stream).
 func (s *JetStream) DropJob(ctx context.Context, job string) error {
 	if err := checkArgs(job, 0); err != nil {

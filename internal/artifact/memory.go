@@ -92,6 +92,9 @@ func (m *Memory) Delete(ctx context.Context, job string, ref protocol.Ref) error
 	return nil
 }
 
+// Ensure checks the job id (a memory store needs no bucket).
+func (m *Memory) Ensure(ctx context.Context, job string) error { return checkArgs(job, 0) }
+
 // DropJob implements Store.
 func (m *Memory) DropJob(ctx context.Context, job string) error {
 	if err := checkArgs(job, 0); err != nil {

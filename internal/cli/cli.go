@@ -25,34 +25,18 @@ type Peer struct {
 	ID, Addr string
 }
 
-// NATS holds the NATS connection flags every cluster command has.
-type NATS struct {
-	// URL is --nats (a comma-separated list of nats:// or tls:// URLs).
-	URL string
-}
-
-func (n *NATS) flags(fs *flag.FlagSet) {
-	fs.StringVar(&n.URL, "nats", "", "NATS server URL(s), comma-separated (nats://host:4222)")
-}
-
-func (n *NATS) validate() error {
-	if n.URL == "" {
-		return fmt.Errorf("%w: --nats is required", ErrUsage)
-	}
-	for _, u := range strings.Split(n.URL, ",") {
-		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
-			return fmt.Errorf("%w: --nats %q: want nats://HOST:PORT or tls://HOST:PORT", ErrUsage, u)
-		}
-	}
-	return nil
-}
-
 // Coordinator is the options of `iteris coordinator`.
 type Coordinator struct {
 	NATS
 	ID, DataDir, RaftAddr, PeersFlag, LogFormat string
 	Peers                                       []Peer
 	Lease, WorkerTimeout, ElectionTimeout       time.Duration
+	// RaftCA, RaftCert and RaftKey are --raft-ca, --raft-cert and --raft-key: mutual TLS between
+	// the coordinators (see RaftTLS).
+	RaftCA, RaftCert, RaftKey string
+	// InputsFlag is --inputs; Inputs its directories.
+	InputsFlag string
+	Inputs     []string
 }
 
 // CoordinatorFlags returns the flag set of `iteris coordinator` bound to o.
@@ -67,6 +51,7 @@ func CoordinatorFlags(o *Coordinator) *flag.FlagSet {
 	fs.DurationVar(&o.WorkerTimeout, "worker-timeout", 10*time.Second, "how long a worker may miss heartbeats before its shard is given away")
 	fs.DurationVar(&o.ElectionTimeout, "election-timeout", 500*time.Millisecond, "raft heartbeat and election timeout")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	o.securityFlags(fs)
 	return fs
 }
 
@@ -107,6 +92,9 @@ func (o *Coordinator) Validate() error {
 	}
 	if o.Lease <= 0 || o.WorkerTimeout <= 0 || o.ElectionTimeout <= 0 {
 		return fmt.Errorf("%w: --lease, --worker-timeout and --election-timeout must be positive", ErrUsage)
+	}
+	if err := o.validateSecurity(); err != nil {
+		return err
 	}
 	return checkLogFormat(o.LogFormat)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -76,6 +77,9 @@ func (c *Client) request(ctx context.Context, subject string, v any, decode func
 			}
 		} else if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("%s: %w", subject, err)
+		} else if perr := c.refused(subject); perr != nil {
+			// No answer because the server's permissions refused the request or its reply.
+			return perr
 		}
 		select {
 		case <-ctx.Done():
@@ -83,6 +87,19 @@ func (c *Client) request(ctx context.Context, subject string, v any, decode func
 		case <-time.After(c.Retry):
 		}
 	}
+}
+
+// refused returns the connection's last error when it is a permissions violation of the request
+// subject or of this connection's reply inbox.
+func (c *Client) refused(subject string) error {
+	err := c.nc.LastError()
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return nil
+	}
+	if msg := err.Error(); strings.Contains(msg, `"`+subject+`"`) || strings.Contains(msg, "Subscription to") {
+		return fmt.Errorf("%s: %w (the NATS user may not use the job API)", subject, err)
+	}
+	return nil
 }
 
 // Submit submits a merge and returns the job id.

@@ -24,6 +24,12 @@ type Options struct {
 	Lease, WorkerTimeout time.Duration
 	// WorkerMemory is each worker's --memory (default 4GiB).
 	WorkerMemory string
+	// NATS configures the nats-server (users, TLS, permissions; the zero value has none).
+	NATS natstest.Options
+	// Args, when set, returns the extra arguments of each iteris process by role ("coordinator",
+	// "worker", "submit") and id: its NATS credentials and TLS, raft TLS. Without it every
+	// process gets --insecure (the server has no users).
+	Args func(role, id string) []string
 }
 
 // Cluster is a running loopback cluster.
@@ -49,7 +55,7 @@ func StartCluster(t testing.TB, opt Options) *Cluster {
 	if opt.WorkerMemory == "" {
 		opt.WorkerMemory = "4GiB"
 	}
-	c := &Cluster{t: t, opt: opt, NATS: natstest.Start(t, natstest.Options{}), dir: t.TempDir()}
+	c := &Cluster{t: t, opt: opt, NATS: natstest.Start(t, opt.NATS), dir: t.TempDir()}
 	var peers []string
 	ports := make([]int, opt.Coordinators)
 	for i := range ports {
@@ -58,10 +64,11 @@ func StartCluster(t testing.TB, opt Options) *Cluster {
 	}
 	c.peers = strings.Join(peers, ",")
 	for i := range ports {
-		c.Coordinators = append(c.Coordinators, Start(t, fmt.Sprintf("c%d", i), Root(), "coordinator",
+		args := []string{"coordinator",
 			"--id", fmt.Sprintf("c%d", i), "--data-dir", filepath.Join(c.dir, fmt.Sprintf("c%d", i)),
 			"--raft-addr", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--peers", c.peers, "--nats", c.NATS.URL(),
-			"--election-timeout", "200ms", "--lease", opt.Lease.String(), "--worker-timeout", opt.WorkerTimeout.String()))
+			"--election-timeout", "200ms", "--lease", opt.Lease.String(), "--worker-timeout", opt.WorkerTimeout.String()}
+		c.Coordinators = append(c.Coordinators, Start(t, fmt.Sprintf("c%d", i), Root(), append(args, c.args("coordinator", fmt.Sprintf("c%d", i))...)...))
 	}
 	for i := 0; i < opt.Workers; i++ {
 		c.StartWorker(fmt.Sprintf("w%d", i))
@@ -72,10 +79,18 @@ func StartCluster(t testing.TB, opt Options) *Cluster {
 // StartWorker starts one more worker process.
 func (c *Cluster) StartWorker(id string) *Proc {
 	c.t.Helper()
-	p := Start(c.t, id, Root(), "worker", "--id", id, "--nats", c.NATS.URL(), "--memory", c.opt.WorkerMemory,
-		"--data-dir", c.WorkerDir(id), "--heartbeat", "200ms")
+	p := Start(c.t, id, Root(), append([]string{"worker", "--id", id, "--nats", c.NATS.URL(), "--memory", c.opt.WorkerMemory,
+		"--data-dir", c.WorkerDir(id), "--heartbeat", "200ms"}, c.args("worker", id)...)...)
 	c.Workers = append(c.Workers, p)
 	return p
+}
+
+// args returns a process's extra arguments (Options.Args, or --insecure).
+func (c *Cluster) args(role, id string) []string {
+	if c.opt.Args == nil {
+		return []string{"--insecure"}
+	}
+	return c.opt.Args(role, id)
 }
 
 // WorkerDir is a worker's --data-dir.
@@ -100,7 +115,8 @@ func (c *Cluster) Client() *client.Client {
 // repository root) and returns the process.
 func (c *Cluster) Submit(config, out string, extra ...string) *Proc {
 	c.t.Helper()
-	args := append([]string{"submit", config, out, "--nats", c.NATS.URL(), "--wait", "--progress", "none"}, extra...)
+	args := append([]string{"submit", config, out, "--nats", c.NATS.URL(), "--wait", "--progress", "none"}, c.args("submit", "submit")...)
+	args = append(args, extra...)
 	return Start(c.t, "submit", Root(), args...)
 }
 

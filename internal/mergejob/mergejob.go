@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/iteris-dev/iteris/coordinator"
 	"github.com/iteris-dev/iteris/internal/inputs"
@@ -25,6 +27,9 @@ import (
 type Handler struct {
 	// Version is the iteris version recorded in reports.
 	Version string
+	// Roots, when set, are the directories (absolute, symbolic links resolved) every path of a
+	// submitted config must lie in: what a submitter can make the cluster read. Empty: any path.
+	Roots []string
 }
 
 // Meta is what a job keeps of its validation for the report (JobSpec.Footprint holds it).
@@ -41,6 +46,9 @@ type Meta struct {
 	Modules []int `json:"modules"`
 	// Plan is the input the shards are cut from when the job starts.
 	Plan layerplan.Input `json:"plan"`
+	// Sites are the modules of the merge (every adapter's, sorted): a result's factors must
+	// hold exactly its shard's (CheckResult).
+	Sites []string `json:"sites,omitempty"`
 }
 
 // Open parses a submitted config and resolves its relative paths against dir.
@@ -59,12 +67,26 @@ func Open(config []byte, path, dir string) (*spec.Spec, error) {
 }
 
 // Prepare checks a submission (the config, every input it names, as `iteris merge` does before
-// heavy work), stores its calibration prompts under job, and returns the job's spec.
-func (h *Handler) Prepare(ctx context.Context, sub protocol.Submit, job string, store coordinator.ArtifactStore) (coordinator.JobSpec, error) {
+// heavy work), stores its calibration prompts under job, and returns the job's spec. A refusal
+// names the paths as the config gives them, so it reads exactly as `iteris merge` run in the
+// submitter's directory.
+func (h *Handler) Prepare(ctx context.Context, sub protocol.Submit, job string, store coordinator.ArtifactStore) (js coordinator.JobSpec, err error) {
 	s, err := Open(sub.Config, sub.Path, sub.Dir)
 	if err != nil {
 		return coordinator.JobSpec{}, err
 	}
+	raw, err := Open(sub.Config, sub.Path, "")
+	if err != nil {
+		return coordinator.JobSpec{}, err
+	}
+	if err := checkRoots(h.Roots, raw, s); err != nil {
+		return coordinator.JobSpec{}, err
+	}
+	defer func() { err = asSubmitted(err, raw, s) }()
+	return h.prepare(ctx, sub, s, job, store)
+}
+
+func (h *Handler) prepare(ctx context.Context, sub protocol.Submit, s *spec.Spec, job string, store coordinator.ArtifactStore) (coordinator.JobSpec, error) {
 	if err := s.Validate(); err != nil {
 		return coordinator.JobSpec{}, err
 	}
@@ -81,9 +103,12 @@ func (h *Handler) Prepare(ctx context.Context, sub protocol.Submit, job string, 
 		warn("method linear averages the A's and the B's separately, as PEFT does: it is not task arithmetic (use cat for the exact weighted sum of updates)")
 	}
 	meta.Hashes, meta.RankClamped = in.Hashes, in.RankClamped
+	var tasks []shard.Task
 	for _, t := range in.Tasks {
 		meta.Modules = append(meta.Modules, len(t.Adapter.Modules))
+		tasks = append(tasks, shard.Task{Adapter: t.Adapter})
 	}
+	meta.Sites = shard.ModuleNames(tasks, 0, in.Config.Layers)
 	meta.Levels = levels(in)
 	if meta.Plan, err = PlanInput(s); err != nil {
 		return coordinator.JobSpec{}, err
@@ -116,6 +141,39 @@ func (h *Handler) Prepare(ctx context.Context, sub protocol.Submit, job string, 
 		return coordinator.JobSpec{}, err
 	}
 	return js, nil
+}
+
+// submittedError is a refusal whose message names the paths as the config gives them.
+type submittedError struct {
+	msg string
+	err error
+}
+
+func (e *submittedError) Error() string { return e.msg }
+func (e *submittedError) Unwrap() error { return e.err }
+
+// asSubmitted rewrites the resolved paths of resolved in err's message back to raw's (the longest
+// first, so a path inside another is rewritten whole).
+func asSubmitted(err error, raw, resolved *spec.Spec) error {
+	if err == nil {
+		return nil
+	}
+	type pair struct{ from, to string }
+	pairs := []pair{{resolved.BaseModel, raw.BaseModel}}
+	for i := range resolved.Adapters {
+		pairs = append(pairs, pair{resolved.Adapters[i].Path, raw.Adapters[i].Path}, pair{resolved.Adapters[i].Calibration, raw.Adapters[i].Calibration})
+	}
+	sort.SliceStable(pairs, func(i, j int) bool { return len(pairs[i].from) > len(pairs[j].from) })
+	msg := err.Error()
+	for _, p := range pairs {
+		if p.from != p.to && p.from != "" {
+			msg = strings.ReplaceAll(msg, p.from, p.to)
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &submittedError{msg: msg, err: err}
 }
 
 // levels counts the dependency levels: the (layer, point) pairs that carry a site.

@@ -46,6 +46,9 @@ type Options struct {
 	Config string
 	// ReadyTimeout bounds the wait for the server to accept connections; 0 means 30 s.
 	ReadyTimeout time.Duration
+	// Client are extra options of the harness's own connections (the readiness probe, Connect),
+	// after ClientOptions' user and TLS: the credentials of a user defined in Config.
+	Client []nats.Option
 }
 
 // Server is a nats-server process on 127.0.0.1 with JetStream, stopped at the test's end. Its
@@ -106,7 +109,7 @@ func (s *Server) URL() string {
 }
 
 // ClientOptions returns the nats options a client needs for this server: user and password, and
-// the TLS CA (and client certificate) when configured.
+// the TLS CA (and client certificate) when configured, then Options.Client.
 func (s *Server) ClientOptions() []nats.Option {
 	var o []nats.Option
 	if s.opt.User != "" {
@@ -120,7 +123,7 @@ func (s *Server) ClientOptions() []nats.Option {
 			o = append(o, nats.ClientCert(tl.ClientCertFile, tl.ClientKeyFile))
 		}
 	}
-	return o
+	return append(o, s.opt.Client...)
 }
 
 // Connect returns a client connection with ClientOptions and opts, closed at the test's end.
