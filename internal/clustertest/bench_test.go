@@ -97,7 +97,7 @@ func benchCase(t *testing.T, name, dir, config string, runs int) {
 	for _, n := range []int{1, 2, 4} {
 		w := median(runs, func() float64 {
 			t0 := time.Now()
-			report = embeddedRun(t, config, dir, n)
+			report = benchEmbeddedRun(t, config, dir, n)
 			return time.Since(t0).Seconds()
 		})
 		fmt.Printf("| embedded cluster, %d worker(s) | %.2f | %.2f |\n", n, w, w/single)
@@ -124,8 +124,8 @@ func median(n int, f func() float64) float64 {
 	return xs[len(xs)/2]
 }
 
-// embeddedRun merges through an in-process cluster and returns the report.
-func embeddedRun(t *testing.T, config, dir string, n int) *output.Report {
+// benchEmbeddedRun merges through an in-process cluster and returns the report.
+func benchEmbeddedRun(t *testing.T, config, dir string, n int) *output.Report {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	c, err := embedded.New(embedded.Config{Workers: n, Version: "bench", Dir: t.TempDir()})

@@ -112,15 +112,16 @@ func TestRefusedConfigLeavesClusterIdle(t *testing.T) {
 	}
 }
 
-// singleError returns the single-process merge's error message for a config.
+// singleError returns the single-process merge's error message for a config, run from dir as
+// `iteris merge` would be (relative paths as given).
 func singleError(t *testing.T, cfg []byte, dir string) string {
 	t.Helper()
+	out := filepath.Join(t.TempDir(), "out")
+	t.Chdir(dir)
 	s, err := spec.Parse(cfg, "merge.yaml")
 	if err != nil {
 		return err.Error()
 	}
-	s = s.Resolve(dir)
-	out := filepath.Join(t.TempDir(), "out")
 	_, err = pipeline.Run(context.Background(), pipeline.Options{Spec: s, Out: out})
 	if err == nil {
 		t.Fatal("the single-process merge accepted the config")
