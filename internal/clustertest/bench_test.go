@@ -168,7 +168,7 @@ func workerRSS(t *testing.T, dir, config string, s *spec.Spec) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	p := Start(t, "submit", dir, "submit", path, out, "--nats", c.NATS.URL(), "--wait", "--progress", "none", "--workers", "2")
+	p := Start(t, "submit", dir, "submit", path, out, "--nats", c.NATS.URL(), "--wait", "--progress", "none", "--workers", "2", "--insecure")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	if err := p.Wait(ctx); err != nil {
