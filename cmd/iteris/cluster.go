@@ -15,7 +15,9 @@ import (
 	"github.com/iteris-dev/iteris/coordinator"
 	"github.com/iteris-dev/iteris/internal/artifact"
 	"github.com/iteris-dev/iteris/internal/cli"
+	"github.com/iteris-dev/iteris/internal/client"
 	"github.com/iteris-dev/iteris/internal/mergejob"
+	"github.com/iteris-dev/iteris/internal/metrics"
 	"github.com/iteris-dev/iteris/worker"
 )
 
@@ -105,17 +107,21 @@ func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := node.Start(ctx); err != nil {
 		return err
 	}
+	ops, err := startCoordinatorOps(ctx, o.MetricsAddr, o.ID, node, nc, log)
+	if err != nil {
+		return errors.Join(err, node.Close())
+	}
 	log.Info("coordinator started", "raft", o.RaftAddr, "peers", o.PeersFlag, "nats", o.URL)
 	<-ctx.Done()
 	log.Info("stopping")
-	return node.Close()
+	return errors.Join(ops.Close(), node.Close())
 }
 
 const workerAbout = `Usage: iteris worker --id ID --nats URL --memory SIZE [--data-dir DIR]
 
 Runs one merge worker: it registers with the coordinators, is assigned a layer shard, loads only
 that shard's weights (paths are read from this machine's filesystem) and runs the shard's tasks.
-Runs until SIGTERM or Ctrl-C.`
+Runs until SIGTERM or Ctrl-C, or with --exit-after-job until the job it held a shard of ends.`
 
 func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := &cli.Worker{}
@@ -139,18 +145,33 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	obs := metrics.NewWorker(o.Memory)
 	w, err := worker.New(worker.Config{ID: o.ID, Memory: o.Memory, Version: versionString(), DataDir: o.DataDir, Heartbeat: o.Heartbeat,
-		Control: tr, Tasks: tr, Results: tr, Ring: tr, Store: store, Loader: worker.CPULoader, Logger: log})
+		Control: tr, Tasks: tr, Results: tr, Ring: tr, Store: store, Loader: worker.CPULoader, Logger: log, Observer: obs})
 	if err != nil {
 		return err
 	}
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
+	ops, err := startWorkerOps(ctx, o.MetricsAddr, w, obs, log)
+	if err != nil {
+		return errors.Join(err, w.Close())
+	}
 	log.Info("worker started", "memory", o.MemoryFlag, "nats", o.URL)
+	if o.ExitAfterJob {
+		var stop context.CancelFunc
+		ctx, stop = context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			if waitJobEnd(ctx, w.Loaded, client.New(nc, store), 2*time.Second, log) == nil {
+				stop()
+			}
+		}()
+	}
 	<-ctx.Done()
 	log.Info("stopping")
-	return w.Close()
+	return errors.Join(ops.Close(), w.Close())
 }
 
 // commandLine is the command line recorded in the model card.

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/iteris-dev/iteris/coordinator"
+	"github.com/iteris-dev/iteris/internal/client"
+	"github.com/iteris-dev/iteris/internal/health"
+	"github.com/iteris-dev/iteris/internal/metrics"
+	"github.com/iteris-dev/iteris/protocol"
+	"github.com/iteris-dev/iteris/worker"
+)
+
+// opsServer is a running metrics and health server, and what stops its watchers.
+type opsServer struct {
+	srv  *health.Server
+	stop func()
+}
+
+// Close stops the watchers and the server (nil: nothing runs).
+func (o *opsServer) Close() error {
+	if o == nil {
+		return nil
+	}
+	if o.stop != nil {
+		o.stop()
+	}
+	return o.srv.Close()
+}
+
+// startCoordinatorOps serves a started coordinator's metrics (state, raft, raft's go-metrics,
+// the artifact buckets, the process) and its health on addr; readiness is membership of the raft
+// configuration with a known leader. It also logs leader changes. addr "" starts nothing.
+func startCoordinatorOps(ctx context.Context, addr, id string, node *coordinator.Node, nc *nats.Conn, log *slog.Logger) (*opsServer, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	reg := metrics.NewRegistry()
+	col := metrics.NewCoordinator(node)
+	reg.MustRegister(col)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	reg.MustRegister(metrics.NewStore(js))
+	if err := metrics.BridgeGoMetrics(reg); err != nil {
+		return nil, err
+	}
+	srv, err := health.New(health.Config{Addr: addr, Gatherer: reg, Logger: log,
+		Ready: func() error { return health.RaftReady(node.Raft(), id) }})
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		col.Watch(wctx, log)
+	}()
+	log.Info("serving metrics", "addr", srv.Addr())
+	return &opsServer{srv: srv, stop: func() { cancel(); <-done }}, nil
+}
+
+// startWorkerOps serves a worker's metrics (obs, the process) and its health on addr; readiness
+// is a loaded shard. addr "" starts nothing.
+func startWorkerOps(ctx context.Context, addr string, w *worker.Worker, obs *metrics.Worker, log *slog.Logger) (*opsServer, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	reg := metrics.NewRegistry()
+	reg.MustRegister(obs)
+	srv, err := health.New(health.Config{Addr: addr, Gatherer: reg, Logger: log, Ready: func() error {
+		if w.Loaded() == nil {
+			return fmt.Errorf("%w: no shard loaded", health.ErrNotReady)
+		}
+		return nil
+	}})
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return nil, err
+	}
+	log.Info("serving metrics", "addr", srv.Addr())
+	return &opsServer{srv: srv}, nil
+}
+
+// jobStatuser is the part of the job API client waitJobEnd asks.
+type jobStatuser interface {
+	Status(ctx context.Context, job string) (protocol.StatusReply, error)
+}
+
+// waitJobEnd returns nil once the job of a shard that loaded() reported has ended (done, failed
+// or canceled), or ctx's error. It asks the job API every poll while a job is held or was.
+func waitJobEnd(ctx context.Context, loaded func() *protocol.ShardRef, api jobStatuser, poll time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	held := ""
+	for {
+		if r := loaded(); r != nil {
+			held = r.Job
+		}
+		if held != "" {
+			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			st, err := api.Status(qctx, held)
+			cancel()
+			var ref *client.RefusedError
+			switch {
+			case err == nil && len(st.Jobs) == 1 && coordinator.JobState(st.Jobs[0].State).Ended():
+				log.Info("the job ended: exiting", "job", held, "state", st.Jobs[0].State)
+				return nil
+			case errors.As(err, &ref) && ref.Code == protocol.CodeNotFound:
+				log.Info("the job is gone: exiting", "job", held)
+				return nil
+			case err != nil && ctx.Err() == nil:
+				log.Debug("asking for the job's state", "job", held, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+var _ jobStatuser = (*client.Client)(nil)
