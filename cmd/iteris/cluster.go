@@ -146,8 +146,9 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	obs := metrics.NewWorker(o.Memory)
+	jobs := &jobTracker{Observer: obs}
 	w, err := worker.New(worker.Config{ID: o.ID, Memory: o.Memory, Version: versionString(), DataDir: o.DataDir, Heartbeat: o.Heartbeat,
-		Control: tr, Tasks: tr, Results: tr, Ring: tr, Store: store, Loader: worker.CPULoader, Logger: log, Observer: obs})
+		Control: tr, Tasks: tr, Results: tr, Ring: tr, Store: store, Loader: worker.CPULoader, Logger: log, Observer: jobs})
 	if err != nil {
 		return err
 	}
@@ -164,7 +165,7 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		ctx, stop = context.WithCancel(ctx)
 		defer stop()
 		go func() {
-			if waitJobEnd(ctx, w.Loaded, client.New(nc, store), 2*time.Second, log) == nil {
+			if waitJobEnd(ctx, jobs.held, client.New(nc, store), time.Second, log) == nil {
 				stop()
 			}
 		}()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -100,17 +101,36 @@ type jobStatuser interface {
 	Status(ctx context.Context, job string) (protocol.StatusReply, error)
 }
 
-// waitJobEnd returns nil once the job of a shard that loaded() reported has ended (done, failed
-// or canceled), or ctx's error. It asks the job API every poll while a job is held or was.
-func waitJobEnd(ctx context.Context, loaded func() *protocol.ShardRef, api jobStatuser, poll time.Duration, log *slog.Logger) error {
+// jobTracker is a worker.Observer that remembers the job of the last shard loaded, and passes
+// every call on to next.
+type jobTracker struct {
+	worker.Observer
+	mu  sync.Mutex
+	job string
+}
+
+// ShardLoaded implements worker.Observer.
+func (j *jobTracker) ShardLoaded(a protocol.Assignment, seconds float64) {
+	j.mu.Lock()
+	j.job = a.Job
+	j.mu.Unlock()
+	j.Observer.ShardLoaded(a, seconds)
+}
+
+// held returns the job of the last shard loaded ("" before any).
+func (j *jobTracker) held() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.job
+}
+
+// waitJobEnd returns nil once the job held() names has ended (done, failed or canceled, or gone
+// from the cluster), or ctx's error. It asks the job API every poll once a job is named.
+func waitJobEnd(ctx context.Context, held func() string, api jobStatuser, poll time.Duration, log *slog.Logger) error {
 	t := time.NewTicker(poll)
 	defer t.Stop()
-	held := ""
 	for {
-		if r := loaded(); r != nil {
-			held = r.Job
-		}
-		if held != "" {
+		if held := held(); held != "" {
 			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			st, err := api.Status(qctx, held)
 			cancel()

@@ -37,27 +37,26 @@ func (f *fakeAPI) Status(_ context.Context, job string) (protocol.StatusReply, e
 
 func TestWaitJobEnd(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	held := &protocol.ShardRef{Job: "j1", Shard: 0}
 	for _, c := range []struct {
 		name   string
 		states []string
 		err    error
-		loaded []*protocol.ShardRef // per poll; nil = no shard (the last repeats)
-		want   error                // nil: returns on its own
-		asks   int                  // status requests made (at least)
+		held   []string // per poll ("": no shard loaded yet; the last repeats)
+		want   error    // nil: returns on its own
+		asks   int      // status requests made (at least)
 	}{
-		{"done after running", []string{"running", "running", "done"}, nil, []*protocol.ShardRef{held}, nil, 3},
-		{"failed", []string{"failed"}, nil, []*protocol.ShardRef{held}, nil, 1},
-		{"canceled after the shard was dropped", []string{"running", "canceled"}, nil, []*protocol.ShardRef{held, nil}, nil, 2},
-		{"job gone", nil, &client.RefusedError{Code: protocol.CodeNotFound, Message: "no job j1"}, []*protocol.ShardRef{held}, nil, 1},
-		{"never held a shard", []string{"done"}, nil, []*protocol.ShardRef{nil}, context.DeadlineExceeded, 0},
-		{"cluster unreachable", nil, errors.New("no coordinator answered"), []*protocol.ShardRef{held}, context.DeadlineExceeded, 1},
-		{"still running", []string{"running"}, nil, []*protocol.ShardRef{held}, context.DeadlineExceeded, 1},
+		{"done after running", []string{"running", "running", "done"}, nil, []string{"j1"}, nil, 3},
+		{"failed", []string{"failed"}, nil, []string{"j1"}, nil, 1},
+		{"canceled, loaded late", []string{"running", "canceled"}, nil, []string{"", "", "j1"}, nil, 2},
+		{"job gone", nil, &client.RefusedError{Code: protocol.CodeNotFound, Message: "no job j1"}, []string{"j1"}, nil, 1},
+		{"never held a shard", []string{"done"}, nil, []string{""}, context.DeadlineExceeded, 0},
+		{"cluster unreachable", nil, errors.New("no coordinator answered"), []string{"j1"}, context.DeadlineExceeded, 1},
+		{"still running", []string{"running"}, nil, []string{"j1"}, context.DeadlineExceeded, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			api := &fakeAPI{states: c.states, err: c.err}
-			polls := c.loaded
-			loaded := func() *protocol.ShardRef {
+			polls := c.held
+			held := func() string {
 				r := polls[0]
 				if len(polls) > 1 {
 					polls = polls[1:]
@@ -66,7 +65,7 @@ func TestWaitJobEnd(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
-			err := waitJobEnd(ctx, loaded, api, time.Millisecond, log)
+			err := waitJobEnd(ctx, held, api, time.Millisecond, log)
 			if !errors.Is(err, c.want) || (c.want == nil && err != nil) {
 				t.Fatalf("waitJobEnd: %v, want %v", err, c.want)
 			}
@@ -81,3 +80,27 @@ func TestWaitJobEnd(t *testing.T) {
 		})
 	}
 }
+
+// The tracker remembers the last job loaded after the shard is dropped, and forwards every call.
+func TestJobTracker(t *testing.T) {
+	rec := &recordingObserver{}
+	j := &jobTracker{Observer: rec}
+	if j.held() != "" {
+		t.Fatalf("held %q before any load", j.held())
+	}
+	a := protocol.Assignment{ShardRef: protocol.ShardRef{Job: "j7", Shard: 1}}
+	j.ShardLoaded(a, 1)
+	j.ShardDropped(a.ShardRef)
+	j.TaskStarted(protocol.Task{})
+	j.TaskEnded(protocol.Task{}, protocol.Result{})
+	if j.held() != "j7" || rec.calls != 4 {
+		t.Fatalf("held %q after %d forwarded calls", j.held(), rec.calls)
+	}
+}
+
+type recordingObserver struct{ calls int }
+
+func (r *recordingObserver) ShardLoaded(protocol.Assignment, float64) { r.calls++ }
+func (r *recordingObserver) ShardDropped(protocol.ShardRef)           { r.calls++ }
+func (r *recordingObserver) TaskStarted(protocol.Task)                { r.calls++ }
+func (r *recordingObserver) TaskEnded(protocol.Task, protocol.Result) { r.calls++ }

@@ -24,6 +24,11 @@ type Options struct {
 	Lease, WorkerTimeout time.Duration
 	// WorkerMemory is each worker's --memory (default 4GiB).
 	WorkerMemory string
+	// Metrics gives every coordinator and worker a --metrics-addr on a free loopback port
+	// (Cluster.MetricsAddr tells which).
+	Metrics bool
+	// WorkerArgs are more arguments for every worker (e.g. --exit-after-job).
+	WorkerArgs []string
 }
 
 // Cluster is a running loopback cluster.
@@ -35,6 +40,7 @@ type Cluster struct {
 	Workers      []*Proc
 	dir          string
 	peers        string
+	metrics      map[string]string // process name -> --metrics-addr
 }
 
 // StartCluster starts the nats-server, the coordinators and the workers.
@@ -49,7 +55,7 @@ func StartCluster(t testing.TB, opt Options) *Cluster {
 	if opt.WorkerMemory == "" {
 		opt.WorkerMemory = "4GiB"
 	}
-	c := &Cluster{t: t, opt: opt, NATS: natstest.Start(t, natstest.Options{}), dir: t.TempDir()}
+	c := &Cluster{t: t, opt: opt, NATS: natstest.Start(t, natstest.Options{}), dir: t.TempDir(), metrics: map[string]string{}}
 	var peers []string
 	ports := make([]int, opt.Coordinators)
 	for i := range ports {
@@ -58,10 +64,12 @@ func StartCluster(t testing.TB, opt Options) *Cluster {
 	}
 	c.peers = strings.Join(peers, ",")
 	for i := range ports {
-		c.Coordinators = append(c.Coordinators, Start(t, fmt.Sprintf("c%d", i), Root(), "coordinator",
+		args := []string{"coordinator",
 			"--id", fmt.Sprintf("c%d", i), "--data-dir", filepath.Join(c.dir, fmt.Sprintf("c%d", i)),
 			"--raft-addr", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--peers", c.peers, "--nats", c.NATS.URL(),
-			"--election-timeout", "200ms", "--lease", opt.Lease.String(), "--worker-timeout", opt.WorkerTimeout.String()))
+			"--election-timeout", "200ms", "--lease", opt.Lease.String(), "--worker-timeout", opt.WorkerTimeout.String()}
+		args = append(args, c.metricsArgs(fmt.Sprintf("c%d", i))...)
+		c.Coordinators = append(c.Coordinators, Start(t, fmt.Sprintf("c%d", i), Root(), args...))
 	}
 	for i := 0; i < opt.Workers; i++ {
 		c.StartWorker(fmt.Sprintf("w%d", i))
@@ -72,11 +80,25 @@ func StartCluster(t testing.TB, opt Options) *Cluster {
 // StartWorker starts one more worker process.
 func (c *Cluster) StartWorker(id string) *Proc {
 	c.t.Helper()
-	p := Start(c.t, id, Root(), "worker", "--id", id, "--nats", c.NATS.URL(), "--memory", c.opt.WorkerMemory,
-		"--data-dir", c.WorkerDir(id), "--heartbeat", "200ms")
+	args := append([]string{"worker", "--id", id, "--nats", c.NATS.URL(), "--memory", c.opt.WorkerMemory,
+		"--data-dir", c.WorkerDir(id), "--heartbeat", "200ms"}, c.metricsArgs(id)...)
+	p := Start(c.t, id, Root(), append(args, c.opt.WorkerArgs...)...)
 	c.Workers = append(c.Workers, p)
 	return p
 }
+
+// metricsArgs returns the --metrics-addr arguments of a process (none without Options.Metrics).
+func (c *Cluster) metricsArgs(name string) []string {
+	if !c.opt.Metrics {
+		return nil
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(c.t))
+	c.metrics[name] = addr
+	return []string{"--metrics-addr", addr}
+}
+
+// MetricsAddr returns the --metrics-addr of a coordinator or worker by name ("c0", "w1").
+func (c *Cluster) MetricsAddr(name string) string { return c.metrics[name] }
 
 // WorkerDir is a worker's --data-dir.
 func (c *Cluster) WorkerDir(id string) string { return filepath.Join(c.dir, "workers", id) }
