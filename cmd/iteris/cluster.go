@@ -55,7 +55,7 @@ func logger(format string, stderr io.Writer, attrs ...any) *slog.Logger {
 func connect(url, name string) (*nats.Conn, *artifact.JetStream, error) {
 	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
+		return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", redactURLs(url), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -111,9 +111,10 @@ func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return errors.Join(err, node.Close())
 	}
-	log.Info("coordinator started", "raft", o.RaftAddr, "peers", o.PeersFlag, "nats", o.URL)
+	log.Info("coordinator started", "raft", o.RaftAddr, "peers", o.PeersFlag, "nats", redactURLs(o.URL))
 	<-ctx.Done()
 	log.Info("stopping")
+	handOver(node, log)
 	return errors.Join(ops.Close(), node.Close())
 }
 
@@ -159,7 +160,7 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return errors.Join(err, w.Close())
 	}
-	log.Info("worker started", "memory", o.MemoryFlag, "nats", o.URL)
+	log.Info("worker started", "memory", o.MemoryFlag, "nats", redactURLs(o.URL))
 	if o.ExitAfterJob {
 		var stop context.CancelFunc
 		ctx, stop = context.WithCancel(ctx)

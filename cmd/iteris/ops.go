@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,6 +103,28 @@ type jobStatuser interface {
 	Status(ctx context.Context, job string) (protocol.StatusReply, error)
 }
 
+// handOver transfers raft leadership to another voter when this node leads a group of more than
+// one, so that a rolling restart (SIGTERM of one coordinator after another) never waits for an
+// election timeout. It logs what happened; failures are logged, not returned (the node stops
+// anyway and the others elect a leader).
+func handOver(node *coordinator.Node, log *slog.Logger) {
+	r := node.Raft()
+	if r == nil || !node.IsLeader() {
+		return
+	}
+	f := r.GetConfiguration()
+	if f.Error() != nil || len(f.Configuration().Servers) < 2 {
+		return
+	}
+	t0 := time.Now()
+	if err := r.LeadershipTransfer().Error(); err != nil {
+		log.Warn("transferring raft leadership", "err", err)
+		return
+	}
+	_, id := r.LeaderWithID()
+	log.Info("raft leadership transferred", "to", string(id), "seconds", time.Since(t0).Seconds())
+}
+
 // jobTracker is a worker.Observer that remembers the job of the last shard loaded, and passes
 // every call on to next.
 type jobTracker struct {
@@ -155,3 +179,25 @@ func waitJobEnd(ctx context.Context, held func() string, api jobStatuser, poll t
 }
 
 var _ jobStatuser = (*client.Client)(nil)
+
+// redactURLs returns a comma-separated list of NATS URLs with their passwords masked, for logs
+// and messages: a password, or a token given as the user, is written xxxxx; a URL that does not
+// parse is replaced whole when it holds an "@".
+func redactURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		u, err := url.Parse(p)
+		switch {
+		case err == nil && u.User != nil:
+			if _, ok := u.User.Password(); ok {
+				parts[i] = u.Redacted()
+			} else { // nats://TOKEN@host: the user is the token
+				u.User = url.User("xxxxx")
+				parts[i] = u.String()
+			}
+		case strings.Contains(p, "@"):
+			parts[i] = "(a URL with credentials that does not parse)"
+		}
+	}
+	return strings.Join(parts, ",")
+}

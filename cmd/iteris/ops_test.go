@@ -104,3 +104,17 @@ func (r *recordingObserver) ShardLoaded(protocol.Assignment, float64) { r.calls+
 func (r *recordingObserver) ShardDropped(protocol.ShardRef)           { r.calls++ }
 func (r *recordingObserver) TaskStarted(protocol.Task)                { r.calls++ }
 func (r *recordingObserver) TaskEnded(protocol.Task, protocol.Result) { r.calls++ }
+
+func TestRedactURLs(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://n:4222":                       "nats://n:4222",
+		"nats://u:s3cret@n:4222":              "nats://u:xxxxx@n:4222",
+		"nats://u:s3cret@a:4222,tls://b:4222": "nats://u:xxxxx@a:4222,tls://b:4222",
+		"nats://token@n:4222":                 "nats://xxxxx@n:4222",
+		"nats://u:p%zz@n:4222":                "(a URL with credentials that does not parse)",
+	} {
+		if got := redactURLs(in); got != want {
+			t.Errorf("redactURLs(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
