@@ -35,18 +35,30 @@ func (o *opsServer) Close() error {
 	if o.stop != nil {
 		o.stop()
 	}
+	if o.srv == nil {
+		return nil
+	}
 	return o.srv.Close()
 }
 
-// startCoordinatorOps serves a started coordinator's metrics (state, raft, raft's go-metrics,
-// the artifact buckets, the process) and its health on addr; readiness is membership of the raft
-// configuration with a known leader. It also logs leader changes. addr "" starts nothing.
+// startCoordinatorOps logs a started coordinator's leader changes and, when addr is set, serves
+// its metrics (state, raft, raft's go-metrics, the artifact buckets, the process) and its health
+// on addr; readiness is membership of the raft configuration with a known leader.
 func startCoordinatorOps(ctx context.Context, addr, id string, node *coordinator.Node, nc *nats.Conn, log *slog.Logger) (*opsServer, error) {
+	col := metrics.NewCoordinator(node)
+	watch := func() func() {
+		wctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			col.Watch(wctx, log)
+		}()
+		return func() { cancel(); <-done }
+	}
 	if addr == "" {
-		return nil, nil
+		return &opsServer{stop: watch()}, nil
 	}
 	reg := metrics.NewRegistry()
-	col := metrics.NewCoordinator(node)
 	reg.MustRegister(col)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -64,14 +76,8 @@ func startCoordinatorOps(ctx context.Context, addr, id string, node *coordinator
 	if err := srv.Start(ctx); err != nil {
 		return nil, err
 	}
-	wctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		col.Watch(wctx, log)
-	}()
 	log.Info("serving metrics", "addr", srv.Addr())
-	return &opsServer{srv: srv, stop: func() { cancel(); <-done }}, nil
+	return &opsServer{srv: srv, stop: watch()}, nil
 }
 
 // startWorkerOps serves a worker's metrics (obs, the process) and its health on addr; readiness
@@ -117,12 +123,23 @@ func handOver(node *coordinator.Node, log *slog.Logger) {
 		return
 	}
 	t0 := time.Now()
-	if err := r.LeadershipTransfer().Error(); err != nil {
-		log.Warn("transferring raft leadership", "err", err)
-		return
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		// A transfer times out after an election timeout when the target was still catching
+		// up (a member restarted a moment ago); the next attempt picks the most current one.
+		if err = r.LeadershipTransfer().Error(); err == nil || !node.IsLeader() {
+			break
+		}
 	}
-	_, id := r.LeaderWithID()
-	log.Info("raft leadership transferred", "to", string(id), "seconds", time.Since(t0).Seconds())
+	switch {
+	case err == nil:
+		_, id := r.LeaderWithID()
+		log.Info("raft leadership transferred", "to", string(id), "seconds", time.Since(t0).Seconds())
+	case !node.IsLeader():
+		log.Info("raft leadership given up", "seconds", time.Since(t0).Seconds(), "err", err)
+	default:
+		log.Warn("transferring raft leadership", "err", err)
+	}
 }
 
 // jobTracker is a worker.Observer that remembers the job of the last shard loaded, and passes

@@ -49,7 +49,9 @@ func TestRollingRestartOfCoordinators(t *testing.T) {
 			t.Fatalf("%s after SIGTERM: %v\n%s", p.Name, err, p.Log())
 		}
 		if leader == p.Name {
-			if !strings.Contains(p.Log(), "raft leadership transferred") {
+			// "given up": the transfer timed out while the target caught up, and this node
+			// stepped down; the others elect at once.
+			if !strings.Contains(p.Log(), "raft leadership transferred") && !strings.Contains(p.Log(), "raft leadership given up") {
 				t.Fatalf("the leader %s stopped without handing over:\n%s", p.Name, p.Log())
 			}
 			transfers++
@@ -67,6 +69,13 @@ func TestRollingRestartOfCoordinators(t *testing.T) {
 	}
 	if transfers == 0 {
 		t.Fatal("the leader was never stopped (every coordinator is restarted once)")
+	}
+	changed := 0
+	for _, p := range c.Coordinators {
+		changed += strings.Count(p.Log(), "raft leader changed")
+	}
+	if changed == 0 {
+		t.Error("no coordinator logged a leader change")
 	}
 	out := filepath.Join(t.TempDir(), "out")
 	waitSubmit(t, c.Submit(writeConfig(t, jacobiConfig), out, "--workers", "2"), out)
