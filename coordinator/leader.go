@@ -211,8 +211,11 @@ func (l *leader) after(ctx context.Context, c Command) {
 			l.n.cfg.Logger.Warn("creating task consumers", "job", c.Job, "err", err)
 		}
 	case CmdDispatch:
-		if err := l.publish(ctx, c.Job, *c.Task); err != nil {
-			l.n.cfg.Logger.Warn("publishing task", "job", c.Job, "task", c.Task, "err", err)
+		t := *c.Task
+		if err := l.publish(ctx, c.Job, t); err != nil {
+			l.n.cfg.Logger.Warn("publishing task", taskAttrs(c.Job, t.Step, t.Shard, t.Attempt, "err", err)...)
+		} else {
+			l.n.cfg.Logger.Info("task dispatched", taskAttrs(c.Job, t.Step, t.Shard, t.Attempt)...)
 		}
 	}
 }
@@ -298,8 +301,13 @@ func (l *leader) handleResult(ctx context.Context, m jetstream.Msg) {
 		_ = m.Nak()
 		return
 	}
-	if err != nil {
-		l.n.cfg.Logger.Info("result not committed", "job", r.Job, "task", r.TaskKey.String(), "attempt", r.Attempt, "err", err)
+	switch {
+	case err != nil:
+		l.n.cfg.Logger.Info("result not committed", taskAttrs(r.Job, r.Step, r.Shard, r.Attempt, "worker", r.Worker, "err", err)...)
+	case c.Type == CmdFail:
+		l.n.cfg.Logger.Warn("task failed", taskAttrs(r.Job, r.Step, r.Shard, r.Attempt, "worker", r.Worker, "err", c.Result.Error.Error())...)
+	default:
+		l.n.cfg.Logger.Info("task done", taskAttrs(r.Job, r.Step, r.Shard, r.Attempt, "worker", r.Worker, "seconds", r.Stats.Seconds)...)
 	}
 	_ = m.Ack()
 	l.wake()

@@ -49,6 +49,8 @@ type Config struct {
 	Loader Loader
 	// Logger receives the worker's logs (default: discard).
 	Logger *slog.Logger
+	// Observer receives the worker's measurements (default: none).
+	Observer Observer
 }
 
 // Validate checks the config and fills defaults.
@@ -73,6 +75,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 	return nil
 }
@@ -245,6 +250,7 @@ func (w *Worker) drop() {
 	w.mu.Unlock()
 	if old != nil {
 		w.cfg.Logger.Info("dropping shard", "job", old.asg.Job, "shard", old.asg.Shard)
+		w.cfg.Observer.ShardDropped(old.asg.ShardRef)
 	}
 }
 
@@ -263,7 +269,9 @@ func (w *Worker) load(ctx context.Context, a protocol.Assignment) {
 	w.mu.Lock()
 	w.loaded = &loadedShard{asg: a, shard: sh}
 	w.mu.Unlock()
-	log.Info("shard loaded", "layers", fmt.Sprintf("[%d, %d)", a.Lo, a.Hi), "seconds", time.Since(t0).Seconds())
+	secs := time.Since(t0).Seconds()
+	w.cfg.Observer.ShardLoaded(a, secs)
+	log.Info("shard loaded", "layers", fmt.Sprintf("[%d, %d)", a.Lo, a.Hi), "seconds", secs)
 }
 
 // next takes one task of the loaded shard and runs it.
@@ -285,7 +293,7 @@ func (w *Worker) next(ctx context.Context, ls *loadedShard) {
 		return
 	}
 	if err := w.cfg.Results.Publish(ctx, r); err != nil {
-		w.cfg.Logger.Warn("publishing a result", "task", t.TaskKey.String(), "err", err)
+		w.cfg.Logger.Warn("publishing a result", "job", t.Job, "task", t.TaskKey.String(), "shard", t.Shard, "attempt", t.Attempt, "err", err)
 		_ = d.Nak()
 		return
 	}
@@ -304,7 +312,7 @@ func (w *Worker) setRunning(r *protocol.Running) {
 // run executes a task while keeping its message in progress, and returns its result.
 func (w *Worker) run(ctx context.Context, ls *loadedShard, d Delivery) protocol.Result {
 	t := d.Task()
-	log := w.cfg.Logger.With("job", t.Job, "step", t.Step, "kind", t.Kind, "solve", t.Solve, "shard", t.Shard, "attempt", t.Attempt)
+	log := w.cfg.Logger.With("job", t.Job, "task", t.TaskKey.String(), "step", t.Step, "kind", t.Kind, "solve", t.Solve, "shard", t.Shard, "attempt", t.Attempt)
 	stop := make(chan struct{})
 	go func() {
 		tk := time.NewTicker(d.AckWait() / 3)
@@ -318,11 +326,13 @@ func (w *Worker) run(ctx context.Context, ls *loadedShard, d Delivery) protocol.
 			}
 		}
 	}()
+	w.cfg.Observer.TaskStarted(t)
 	t0 := time.Now()
 	r := w.execute(ctx, ls, t)
 	close(stop)
 	r.Stats.Seconds = time.Since(t0).Seconds()
 	r.Stats.BLAS = linalg.Current().String()
+	w.cfg.Observer.TaskEnded(t, r)
 	if r.Error != nil {
 		log.Warn("task failed", "err", r.Error)
 	} else {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,7 +17,9 @@ import (
 	"github.com/iteris-dev/iteris/coordinator"
 	"github.com/iteris-dev/iteris/internal/artifact"
 	"github.com/iteris-dev/iteris/internal/cli"
+	"github.com/iteris-dev/iteris/internal/client"
 	"github.com/iteris-dev/iteris/internal/mergejob"
+	"github.com/iteris-dev/iteris/internal/metrics"
 	"github.com/iteris-dev/iteris/worker"
 )
 
@@ -162,17 +165,22 @@ func cmdCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := node.Start(ctx); err != nil {
 		return err
 	}
-	log.Info("coordinator started", "raft", o.RaftAddr, "raft_tls", raftTLS != nil, "peers", o.PeersFlag, "nats", o.URL, "nats_auth", o.Auth(os.Getenv))
-	serr := serve(ctx, o.URL, nc, closed)
+	ops, err := startCoordinatorOps(ctx, o.MetricsAddr, o.ID, node, nc, log)
+	if err != nil {
+		return errors.Join(err, node.Close())
+	}
+	log.Info("coordinator started", "raft", o.RaftAddr, "raft_tls", raftTLS != nil, "peers", o.PeersFlag, "nats", redactURLs(o.URL), "nats_auth", o.Auth(os.Getenv))
+	serr := serve(ctx, redactURLs(o.URL), nc, closed)
 	log.Info("stopping", "err", serr)
-	return errors.Join(serr, node.Close())
+	handOver(node, log)
+	return errors.Join(serr, ops.Close(), node.Close())
 }
 
 const workerAbout = `Usage: iteris worker --id ID --nats URL --memory SIZE [--data-dir DIR]
 
 Runs one merge worker: it registers with the coordinators, is assigned a layer shard, loads only
 that shard's weights (paths are read from this machine's filesystem) and runs the shard's tasks.
-Runs until SIGTERM or Ctrl-C.
+Runs until SIGTERM or Ctrl-C, or with --exit-after-job until the job it held a shard of ends.
 
 NATS credentials (--nats-user with --nats-password-file, --nats-token-file, --nats-nkey,
 --nats-creds or a client certificate) and TLS (tls:// URLs, --nats-ca): without credentials the
@@ -200,18 +208,34 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	obs := metrics.NewWorker(o.Memory)
+	jobs := &jobTracker{Observer: obs}
 	w, err := worker.New(worker.Config{ID: o.ID, Memory: o.Memory, Version: versionString(), DataDir: o.DataDir, Heartbeat: o.Heartbeat,
-		Control: tr, Tasks: tr, Results: tr, Ring: tr, Store: store, Loader: worker.CPULoader, Logger: log})
+		Control: tr, Tasks: tr, Results: tr, Ring: tr, Store: store, Loader: worker.CPULoader, Logger: log, Observer: jobs})
 	if err != nil {
 		return err
 	}
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
-	log.Info("worker started", "memory", o.MemoryFlag, "nats", o.URL, "nats_auth", o.Auth(os.Getenv))
-	serr := serve(ctx, o.URL, nc, closed)
+	ops, err := startWorkerOps(ctx, o.MetricsAddr, w, obs, log)
+	if err != nil {
+		return errors.Join(err, w.Close())
+	}
+	log.Info("worker started", "memory", o.MemoryFlag, "nats", redactURLs(o.URL), "nats_auth", o.Auth(os.Getenv))
+	if o.ExitAfterJob {
+		var stop context.CancelFunc
+		ctx, stop = context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			if waitJobEnd(ctx, jobs.held, client.New(nc, store), time.Second, log) == nil {
+				stop()
+			}
+		}()
+	}
+	serr := serve(ctx, redactURLs(o.URL), nc, closed)
 	log.Info("stopping", "err", serr)
-	return errors.Join(serr, w.Close())
+	return errors.Join(serr, ops.Close(), w.Close())
 }
 
 // commandLine is the command line recorded in the model card.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"text/tabwriter"
 	"time"
 
 	"github.com/iteris-dev/iteris/internal/cli"
@@ -174,49 +173,13 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
-	printStatus(stdout, st)
+	printStatus(stdout, st, time.Now())
 	return nil
-}
-
-// printStatus writes the status as tables.
-func printStatus(w io.Writer, st protocol.StatusReply) {
-	fmt.Fprintf(w, "leader: %s\n\n", st.Leader)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tSTATE\tMETHOD\tSTEP\tTASKS\tSHARDS\tERROR")
-	for _, j := range st.Jobs {
-		shards := ""
-		for i, s := range j.Shards {
-			if i > 0 {
-				shards += " "
-			}
-			shards += fmt.Sprintf("[%d,%d)@%s", s.Lo, s.Hi, orDash(s.Worker))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%d/%d\t%s\t%s\n", j.Job, j.State, j.Method, j.Schedule, orDash(j.Step), j.TasksDone, j.Tasks, orDash(shards), j.Error)
-	}
-	tw.Flush()
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tALIVE\tMEMORY\tHOLDS\tVERSION")
-	for _, wk := range st.Workers {
-		holds := "-"
-		if wk.Job != "" {
-			holds = fmt.Sprintf("%s shard %d", wk.Job, wk.Shard)
-		}
-		fmt.Fprintf(tw, "%s\t%v\t%.1f GiB\t%s\t%s\n", wk.Worker, wk.Alive, float64(wk.Memory)/(1<<30), holds, wk.Version)
-	}
-	tw.Flush()
 }
 
 // printReport prints what connect reports.
 func printReport(stderr io.Writer) func(string, error) {
 	return func(what string, err error) { fmt.Fprintf(stderr, "iteris: %s: %v\n", what, err) }
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // stepBars shows a progress bar per step of a job, named as the single-process driver names its

@@ -25,9 +25,30 @@ type Peer struct {
 	ID, Addr string
 }
 
+// Ops holds the operations flags of the long-running commands (coordinator, worker).
+type Ops struct {
+	// MetricsAddr is --metrics-addr: HOST:PORT of /metrics, /healthz and /readyz ("": none).
+	MetricsAddr string
+}
+
+func (o *Ops) flags(fs *flag.FlagSet) {
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "HOST:PORT serving Prometheus /metrics, /healthz and /readyz (default: none)")
+}
+
+func (o *Ops) validate() error {
+	if o.MetricsAddr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(o.MetricsAddr); err != nil {
+		return fmt.Errorf("%w: --metrics-addr %q: %v", ErrUsage, o.MetricsAddr, err)
+	}
+	return nil
+}
+
 // Coordinator is the options of `iteris coordinator`.
 type Coordinator struct {
 	NATS
+	Ops
 	ID, DataDir, RaftAddr, PeersFlag, LogFormat string
 	Peers                                       []Peer
 	Lease, WorkerTimeout, ElectionTimeout       time.Duration
@@ -43,6 +64,7 @@ type Coordinator struct {
 func CoordinatorFlags(o *Coordinator) *flag.FlagSet {
 	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
 	o.NATS.flags(fs)
+	o.Ops.flags(fs)
 	fs.StringVar(&o.ID, "id", "", "this coordinator's raft id (unique; e.g. the pod name)")
 	fs.StringVar(&o.DataDir, "data-dir", "", "directory of the raft log, stable store and snapshots")
 	fs.StringVar(&o.RaftAddr, "raft-addr", "", "HOST:PORT the raft transport listens on (and advertises)")
@@ -96,6 +118,9 @@ func (o *Coordinator) Validate() error {
 	if err := o.validateSecurity(); err != nil {
 		return err
 	}
+	if err := o.Ops.validate(); err != nil {
+		return err
+	}
 	return checkLogFormat(o.LogFormat)
 }
 
@@ -109,15 +134,21 @@ func checkLogFormat(f string) error {
 // Worker is the options of `iteris worker`.
 type Worker struct {
 	NATS
+	Ops
 	ID, DataDir, MemoryFlag, LogFormat string
 	Memory                             int64
 	Heartbeat                          time.Duration
+	// ExitAfterJob is --exit-after-job: exit (status 0) once the job this worker held a shard of
+	// has ended, as a Kubernetes Job of workers needs to complete.
+	ExitAfterJob bool
 }
 
 // WorkerFlags returns the flag set of `iteris worker` bound to o.
 func WorkerFlags(o *Worker) *flag.FlagSet {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	o.NATS.flags(fs)
+	o.Ops.flags(fs)
+	fs.BoolVar(&o.ExitAfterJob, "exit-after-job", false, "exit (status 0) once the job this worker held a shard of has ended (done, failed or canceled)")
 	fs.StringVar(&o.ID, "id", "", "this worker's id (unique; e.g. the pod name)")
 	fs.StringVar(&o.MemoryFlag, "memory", "", "memory this worker may use: 512MiB, 8GiB, 1.5TiB or bytes (shards are cut to fit)")
 	fs.StringVar(&o.DataDir, "data-dir", "", "directory for the worker's records (loaded.json: the tensors its shard read)")
@@ -141,6 +172,9 @@ func (o *Worker) Validate() error {
 	o.Memory = m
 	if o.Heartbeat <= 0 {
 		return fmt.Errorf("%w: --heartbeat must be positive", ErrUsage)
+	}
+	if err := o.Ops.validate(); err != nil {
+		return err
 	}
 	return checkLogFormat(o.LogFormat)
 }

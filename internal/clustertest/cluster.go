@@ -30,6 +30,11 @@ type Options struct {
 	// "worker", "submit") and id: its NATS credentials and TLS, raft TLS. Without it every
 	// process gets --insecure (the server has no users).
 	Args func(role, id string) []string
+	// Metrics gives every coordinator and worker a --metrics-addr on a free loopback port
+	// (Cluster.MetricsAddr tells which).
+	Metrics bool
+	// WorkerArgs are more arguments for every worker (e.g. --exit-after-job).
+	WorkerArgs []string
 }
 
 // Cluster is a running loopback cluster.
@@ -41,6 +46,7 @@ type Cluster struct {
 	Workers      []*Proc
 	dir          string
 	peers        string
+	metrics      map[string]string // process name -> --metrics-addr
 }
 
 // StartCluster starts the nats-server, the coordinators and the workers.
@@ -55,7 +61,7 @@ func StartCluster(t testing.TB, opt Options) *Cluster {
 	if opt.WorkerMemory == "" {
 		opt.WorkerMemory = "4GiB"
 	}
-	c := &Cluster{t: t, opt: opt, NATS: natstest.Start(t, opt.NATS), dir: t.TempDir()}
+	c := &Cluster{t: t, opt: opt, NATS: natstest.Start(t, opt.NATS), dir: t.TempDir(), metrics: map[string]string{}}
 	var peers []string
 	ports := make([]int, opt.Coordinators)
 	for i := range ports {
@@ -68,6 +74,7 @@ func StartCluster(t testing.TB, opt Options) *Cluster {
 			"--id", fmt.Sprintf("c%d", i), "--data-dir", filepath.Join(c.dir, fmt.Sprintf("c%d", i)),
 			"--raft-addr", fmt.Sprintf("127.0.0.1:%d", ports[i]), "--peers", c.peers, "--nats", c.NATS.URL(),
 			"--election-timeout", "200ms", "--lease", opt.Lease.String(), "--worker-timeout", opt.WorkerTimeout.String()}
+		args = append(args, c.metricsArgs(fmt.Sprintf("c%d", i))...)
 		c.Coordinators = append(c.Coordinators, Start(t, fmt.Sprintf("c%d", i), Root(), append(args, c.args("coordinator", fmt.Sprintf("c%d", i))...)...))
 	}
 	for i := 0; i < opt.Workers; i++ {
@@ -79,8 +86,10 @@ func StartCluster(t testing.TB, opt Options) *Cluster {
 // StartWorker starts one more worker process.
 func (c *Cluster) StartWorker(id string) *Proc {
 	c.t.Helper()
-	p := Start(c.t, id, Root(), append([]string{"worker", "--id", id, "--nats", c.NATS.URL(), "--memory", c.opt.WorkerMemory,
-		"--data-dir", c.WorkerDir(id), "--heartbeat", "200ms"}, c.args("worker", id)...)...)
+	args := append([]string{"worker", "--id", id, "--nats", c.NATS.URL(), "--memory", c.opt.WorkerMemory,
+		"--data-dir", c.WorkerDir(id), "--heartbeat", "200ms"}, c.metricsArgs(id)...)
+	args = append(args, c.args("worker", id)...)
+	p := Start(c.t, id, Root(), append(args, c.opt.WorkerArgs...)...)
 	c.Workers = append(c.Workers, p)
 	return p
 }
@@ -92,6 +101,19 @@ func (c *Cluster) args(role, id string) []string {
 	}
 	return c.opt.Args(role, id)
 }
+
+// metricsArgs returns the --metrics-addr arguments of a process (none without Options.Metrics).
+func (c *Cluster) metricsArgs(name string) []string {
+	if !c.opt.Metrics {
+		return nil
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(c.t))
+	c.metrics[name] = addr
+	return []string{"--metrics-addr", addr}
+}
+
+// MetricsAddr returns the --metrics-addr of a coordinator or worker by name ("c0", "w1").
+func (c *Cluster) MetricsAddr(name string) string { return c.metrics[name] }
 
 // WorkerDir is a worker's --data-dir.
 func (c *Cluster) WorkerDir(id string) string { return filepath.Join(c.dir, "workers", id) }
