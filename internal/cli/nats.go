@@ -267,7 +267,7 @@ func (n *NATS) Dial(ctx context.Context, name string, getenv func(string) string
 		}
 		err = fmt.Errorf("connecting to NATS at %s with %s: %w", n.URL, n.Auth(getenv), err)
 		if !transient(err) {
-			return nil, explain(err, n.Auth(getenv) == "no credentials")
+			return nil, explain(err, n.Auth(getenv) == "no credentials", n.CertFile == "")
 		}
 		if wait != nil && time.Since(lastNote) > 10*time.Second {
 			wait(err)
@@ -300,8 +300,10 @@ func transient(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// explain adds what to check to a refusal.
-func explain(err error, anonymous bool) error {
+// explain adds what to check to a refusal. noCert says no client certificate was given:
+// a TLS 1.3 server that requires one may close the connection before its alert reaches
+// the client, which then sees a broken pipe or reset right after the handshake.
+func explain(err error, anonymous, noCert bool) error {
 	switch {
 	case (errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired)) && anonymous:
 		return fmt.Errorf("%w: the server requires credentials (--nats-user, --nats-creds, --nats-nkey, --nats-token-file)", err)
@@ -316,7 +318,9 @@ func explain(err error, anonymous bool) error {
 	if errors.As(err, &cv) {
 		return fmt.Errorf("%w: the server's certificate is not signed by --nats-ca (or names another host)", err)
 	}
-	if strings.Contains(err.Error(), "certificate required") || strings.Contains(err.Error(), "bad certificate") {
+	msg := err.Error()
+	closed := strings.Contains(msg, "after TLS handshake") || strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset")
+	if strings.Contains(msg, "certificate required") || strings.Contains(msg, "bad certificate") || (noCert && closed) {
 		return fmt.Errorf("%w: the server requires a client certificate signed by its CA (--nats-cert, --nats-key)", err)
 	}
 	return err

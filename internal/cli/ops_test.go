@@ -9,7 +9,7 @@ import (
 // The operations flags of the long-running commands, through Check (what the manifest
 // validation in deploy/k8s calls).
 func TestCheckOpsFlags(t *testing.T) {
-	coord := []string{"coordinator", "--id", "c0", "--data-dir", "/data", "--raft-addr", "c0.raft:7000", "--nats", "nats://nats:4222"}
+	coord := []string{"coordinator", "--id", "c0", "--data-dir", "/data", "--raft-addr", "c0.raft:7000", "--nats", "nats://nats:4222", "--insecure"}
 	work := []string{"worker", "--id", "w0", "--memory", "2GiB", "--nats", "nats://nats:4222"}
 	for _, c := range []struct {
 		args []string
