@@ -114,7 +114,7 @@ func (l *leader) status(_ context.Context, m *nats.Msg) {
 				continue
 			}
 			found = true
-			out.Jobs = append(out.Jobs, jobStatus(s.Jobs[id]))
+			out.Jobs = append(out.Jobs, jobStatus(s.Jobs[id], req.Events))
 		}
 		for _, id := range s.WorkerIDs() {
 			w := s.Workers[id]
@@ -127,8 +127,8 @@ func (l *leader) status(_ context.Context, m *nats.Msg) {
 	reply(m, out)
 }
 
-// jobStatus summarises a job for the status API.
-func jobStatus(j *Job) protocol.JobStatus {
+// jobStatus summarises a job for the status API, with its event history when asked.
+func jobStatus(j *Job, events bool) protocol.JobStatus {
 	done, all := j.Counts()
 	st := protocol.JobStatus{Job: j.ID, State: string(j.State), Method: j.Spec.Method, Schedule: j.Spec.Schedule,
 		TasksDone: done, Tasks: all, Error: j.Error, Submitted: j.Submitted, Finished: j.Finished, Shards: []protocol.ShardStatus{}}
@@ -153,6 +153,12 @@ func jobStatus(j *Job) protocol.JobStatus {
 			ss.Worker, ss.Loaded = j.Shards[i].Worker, j.Shards[i].Loaded
 		}
 		st.Shards = append(st.Shards, ss)
+	}
+	if events {
+		st.Events = make([]protocol.JobEvent, len(j.Events))
+		for i, e := range j.Events {
+			st.Events[i] = protocol.JobEvent(e)
+		}
 	}
 	return st
 }
