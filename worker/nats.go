@@ -125,24 +125,36 @@ func (n *NATS) Publish(ctx context.Context, r protocol.Result) error {
 	return err
 }
 
-// Listen implements Ring.
+// ringWatch is how often a ring listener checks the connection.
+const ringWatch = 50 * time.Millisecond
+
+// Listen implements Ring. The channel is closed when the connection drops: core NATS messages
+// sent meanwhile are lost, so the ring cannot complete.
 func (n *NATS) Listen(job string, attempt, shard int) (<-chan []byte, func(), error) {
 	raw := make(chan *nats.Msg, 4096)
+	reconnects := n.nc.Stats().Reconnects
 	sub, err := n.nc.ChanSubscribe(protocol.GenSubject(job, attempt, shard), raw)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w: calibration ring of job %s attempt %d: %w", protocol.ErrUnavailable, job, attempt, err)
 	}
 	if err := n.nc.Flush(); err != nil {
 		_ = sub.Unsubscribe()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w: calibration ring of job %s attempt %d: %w", protocol.ErrUnavailable, job, attempt, err)
 	}
 	out := make(chan []byte, 4096)
 	done := make(chan struct{})
 	go func() {
+		watch := time.NewTicker(ringWatch)
+		defer watch.Stop()
 		for {
 			select {
 			case <-done:
 				return
+			case <-watch.C:
+				if !n.nc.IsConnected() || n.nc.Stats().Reconnects != reconnects {
+					close(out)
+					return
+				}
 			case m := <-raw:
 				select {
 				case out <- m.Data:
@@ -164,5 +176,8 @@ func (n *NATS) Listen(job string, attempt, shard int) (<-chan []byte, func(), er
 
 // Send implements Ring.
 func (n *NATS) Send(_ context.Context, job string, attempt, shard int, msg []byte) error {
-	return n.nc.Publish(protocol.GenSubject(job, attempt, shard), msg)
+	if err := n.nc.Publish(protocol.GenSubject(job, attempt, shard), msg); err != nil {
+		return fmt.Errorf("%w: calibration ring of job %s attempt %d: sending to shard %d: %w", protocol.ErrUnavailable, job, attempt, shard, err)
+	}
+	return nil
 }
