@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/iteris-dev/iteris/protocol"
 )
@@ -285,7 +286,7 @@ func (s *State) complete(j *Job, c Command) error {
 		return err
 	}
 	t.State, t.Worker, t.Outputs, t.Stats = TaskDone, r.Worker, r.Outputs, r.Stats
-	j.event(c, "complete", r.Step, r.Shard, r.Attempt, r.Worker, "")
+	j.event(c, "complete", r.Step, r.Shard, r.Attempt, r.Worker, outputsNote(r.Outputs))
 	if j.Plan.Steps[r.Step].Kind == protocol.StepCalibrate && r.Shard == 0 {
 		// The first shard finishes the ring last: the calibration is done on every shard.
 		for _, o := range j.Tasks[r.Step] {
@@ -294,6 +295,20 @@ func (s *State) complete(j *Job, c Command) error {
 	}
 	j.checkTolerance(r.Step)
 	return nil
+}
+
+// outputsNote names a result's artifacts ("t=REF m=REF ..."), for the complete event.
+func outputsNote(o protocol.Outputs) string {
+	var parts []string
+	for _, a := range []struct {
+		name string
+		ref  protocol.Ref
+	}{{"t", o.T}, {"m", o.M}, {"factors", o.Factors}, {"records", o.Records}, {"sequences", o.Sequences}} {
+		if !a.ref.IsZero() {
+			parts = append(parts, a.name+"="+a.ref.String())
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // checkOutputs checks that a result names every artifact its step must produce.

@@ -124,7 +124,7 @@ func (l *leader) takeOver(ctx context.Context) error {
 		return fmt.Errorf("raft barrier: %w", err)
 	}
 	now := time.Now()
-	l.grace = now.Add(n.cfg.WorkerTimeout).UnixMilli()
+	l.grace = now.Add(l.graceTime()).UnixMilli()
 	l.reconnects = n.cfg.Conn.Stats().Reconnects
 	n.View(func(s *State) {
 		for id := range s.Workers {
@@ -249,6 +249,11 @@ func (l *leader) schedule(ctx context.Context) {
 	l.events()
 }
 
+// graceTime is how long run-out leases are held back after a time without a leader or without
+// NATS: one worker timeout (by then a live worker has renewed what it runs, and a dead one is
+// lost), but never longer than a lease.
+func (l *leader) graceTime() time.Duration { return min(l.n.cfg.WorkerTimeout, l.n.cfg.Lease) }
+
 // refresh gives every worker a full timeout and every run-out lease a grace, after a time in
 // which this leader could not hear the workers.
 func (l *leader) refresh(now time.Time) {
@@ -257,7 +262,7 @@ func (l *leader) refresh(now time.Time) {
 		l.lastSeen[id] = now
 	}
 	l.mu.Unlock()
-	l.grace = now.Add(l.n.cfg.WorkerTimeout).UnixMilli()
+	l.grace = now.Add(l.graceTime()).UnixMilli()
 	l.n.cfg.Logger.Info("NATS connection back: workers and leases get a grace", "until", l.grace)
 }
 

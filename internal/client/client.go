@@ -105,8 +105,18 @@ func (c *Client) Submit(ctx context.Context, sub protocol.Submit) (string, error
 
 // Status returns the cluster's status (one job, or all when job is "").
 func (c *Client) Status(ctx context.Context, job string) (protocol.StatusReply, error) {
+	return c.status(ctx, job, false)
+}
+
+// StatusEvents is Status with each job's event history (which leader dispatched, committed or
+// ignored which task attempt, and the takeovers).
+func (c *Client) StatusEvents(ctx context.Context, job string) (protocol.StatusReply, error) {
+	return c.status(ctx, job, true)
+}
+
+func (c *Client) status(ctx context.Context, job string, events bool) (protocol.StatusReply, error) {
 	var out protocol.StatusReply
-	err := c.request(ctx, protocol.SubjectStatus, protocol.JobRequest{Head: protocol.NewHead(), Job: job}, func(b []byte) (*protocol.Error, error) {
+	err := c.request(ctx, protocol.SubjectStatus, protocol.JobRequest{Head: protocol.NewHead(), Job: job, Events: events}, func(b []byte) (*protocol.Error, error) {
 		r, err := protocol.DecodeStatusReply(b)
 		out = r
 		return r.Error, err
