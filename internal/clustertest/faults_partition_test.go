@@ -189,12 +189,13 @@ func TestPartitionedLeader(t *testing.T) {
 		t.Fatalf("the cut-off node accepted a submission: %v", err)
 	}
 	var elected int
+	var electedAfter time.Duration
 	Eventually(t, 10*time.Second, "the majority elects a leader", func() error {
 		l := p.leaders()
 		if len(l) != 1 || l[0] == old {
 			return fmt.Errorf("leaders %v (c%d is cut off)", l, old)
 		}
-		elected = l[0]
+		elected, electedAfter = l[0], time.Since(cut)
 		return nil
 	})
 	var js protocol.JobStatus
@@ -239,5 +240,5 @@ func TestPartitionedLeader(t *testing.T) {
 		}
 	}
 	noneRunAgain(t, js)
-	t.Logf("c%d cut off; it stepped down after %s; c%d leads; %s", old, stepped.Round(time.Millisecond), elected, dispatchSummary(js))
+	t.Logf("recovery: c%d cut off; it stepped down after %s; c%d led %s after the cut; %s", old, stepped.Round(time.Millisecond), elected, electedAfter.Round(time.Millisecond), dispatchSummary(js))
 }

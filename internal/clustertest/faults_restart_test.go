@@ -74,7 +74,18 @@ func TestNATSRestart(t *testing.T) {
 		}
 	}
 	noneRunAgain(t, js)
-	t.Logf("restarts took %s and %s; %s", first.Round(time.Millisecond), second.Round(time.Millisecond), FormatEvents(js))
+	var ringFail, ringAgain int64
+	for _, e := range ring {
+		if e.Type == "fail" && ringFail == 0 {
+			ringFail = e.At
+		}
+		if e.Type == "dispatch" && e.Attempt == 2 {
+			ringAgain = e.At
+		}
+	}
+	t.Logf("recovery: the restarts took %s and %s; the ring's failure (reported once the frozen worker thawed, %s after the first restart) was followed by attempt 2 in %d ms; the job ended %s after the second restart\n%s",
+		first.Round(time.Millisecond), second.Round(time.Millisecond), time.UnixMilli(ringFail).Sub(t0.Add(first)).Round(time.Millisecond), ringAgain-ringFail,
+		time.UnixMilli(js.Finished).Sub(t1.Add(second)).Round(time.Millisecond), FormatEvents(js))
 }
 
 // completedAt returns the tasks of a job completed at a time (Unix ms): those with a complete
@@ -150,6 +161,6 @@ func TestRestartAllCoordinators(t *testing.T) {
 		}
 	}
 	noneRunAgain(t, js)
-	t.Logf("stopping took %d ms, restarting %d ms; the takeover came %d ms after the stop (%s)\n%s", down.UnixMilli()-stopAt,
+	t.Logf("recovery: stopping took %d ms, restarting %d ms; the takeover came %d ms after the stop (%s)\n%s", down.UnixMilli()-stopAt,
 		restarted.Sub(down).Milliseconds(), takeover.At-stopAt, takeover.Note, FormatEvents(js))
 }

@@ -241,11 +241,11 @@ func TestKillLeaderMidStep(t *testing.T) {
 			js := c.waitDone(t, job, 2*time.Minute)
 			c.checkAdapter(t, job, want, js)
 			l := EventLog(js.Events)
-			t.Logf("killed %s at %d with %v in flight; %s", killed, killAt, running, dispatchSummary(js))
 			var newLeader string
+			var takeoverAt int64
 			for _, e := range l.Of("takeover") {
-				if e.At >= killAt && e.Leader != killed {
-					newLeader = e.Leader
+				if e.At >= killAt && e.Leader != killed && newLeader == "" {
+					newLeader, takeoverAt = e.Leader, e.At
 				}
 			}
 			if newLeader == "" {
@@ -267,6 +267,14 @@ func TestKillLeaderMidStep(t *testing.T) {
 			if crossed == 0 {
 				t.Fatalf("no task dispatched by %s was committed after it died\n%s", killed, FormatEvents(js))
 			}
+			firstCommit := int64(0)
+			for _, e := range l.Of("complete") {
+				if e.At > killAt && firstCommit == 0 {
+					firstCommit = e.At
+				}
+			}
+			t.Logf("recovery: killed %s with %d tasks in flight; %s took over %d ms later and committed its first result %d ms after the kill; %s",
+				killed, len(running), newLeader, takeoverAt-killAt, firstCommit-killAt, dispatchSummary(js))
 			noneRunAgain(t, js)
 		})
 	}

@@ -77,7 +77,7 @@ func TestKillWorkerMidTask(t *testing.T) {
 	}
 	checkShardReads(t, c.WorkerDir("w2"), 4)
 	noneRunAgain(t, js)
-	t.Logf("killed %s %d ms after it was given task %d/%d; the replacement committed attempt %d %d ms after the kill",
+	t.Logf("recovery: killed %s %d ms after it was given task %d/%d; the replacement committed attempt %d %d ms after the kill",
 		victim, killAt-hit.At, hit.Step, hit.Shard, redone.Attempt, redone.At-killAt)
 }
 
@@ -127,4 +127,7 @@ func TestSlowWorkerPastItsLease(t *testing.T) {
 		t.Fatalf("committed results of the sweep on shard 1: %+v, want attempt 2\n%s", committed, FormatEvents(js))
 	}
 	noneRunAgain(t, js)
+	d := l.Of("dispatch")
+	t.Logf("recovery: attempt 2 was dispatched %d ms after attempt 1 (lease 3 s); the late result of attempt 1 came %d ms after that and was ignored; attempt 2 committed %d ms after its dispatch",
+		d[len(d)-1].At-d[0].At, ignored[0].At-d[len(d)-1].At, committed[0].At-d[len(d)-1].At)
 }
