@@ -83,7 +83,15 @@ func (l *leader) submit(ctx context.Context, m *nats.Msg) {
 	spec, err := l.n.cfg.Jobs.Prepare(ctx, sub, id, l.n.cfg.Store)
 	if err != nil {
 		_ = l.n.cfg.Store.DropJob(context.Background(), id)
-		reply(m, protocol.SubmitReply{Head: protocol.NewHead(), Error: &protocol.Error{Code: protocol.CodeInvalidConfig, Message: err.Error()}, Leader: l.n.cfg.ID})
+		code := protocol.CodeInvalidConfig
+		switch {
+		case ctx.Err() != nil:
+			// Leadership was lost while the submission was checked: the next leader takes it.
+			code = protocol.CodeNotLeader
+		case errors.Is(err, protocol.ErrUnavailable):
+			code = protocol.CodeUnavailable
+		}
+		reply(m, protocol.SubmitReply{Head: protocol.NewHead(), Error: &protocol.Error{Code: code, Message: err.Error()}, Leader: l.n.cfg.ID})
 		return
 	}
 	err = l.n.Propose(ctx, Command{Type: CmdSubmit, At: time.Now().UnixMilli(), Leader: l.n.cfg.ID, Job: id, Spec: &spec})

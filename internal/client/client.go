@@ -56,8 +56,9 @@ func New(nc *nats.Conn, store Store) *Client {
 	return &Client{nc: nc, store: store, Retry: 200 * time.Millisecond, Poll: 250 * time.Millisecond}
 }
 
-// request sends a request to the leader, retrying while no coordinator answers (an election) or
-// the answering one does not lead, until ctx ends.
+// request sends a request to the leader, retrying while no coordinator answers (an election),
+// the answering one does not lead (or lost the lead while serving it), or it could not reach the
+// artifact store, until ctx ends.
 func (c *Client) request(ctx context.Context, subject string, v any, decode func([]byte) (*protocol.Error, error)) error {
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -71,7 +72,7 @@ func (c *Client) request(ctx context.Context, subject string, v any, decode func
 			if perr == nil {
 				return nil
 			}
-			if perr.Code != protocol.CodeNotLeader {
+			if perr.Code != protocol.CodeNotLeader && perr.Code != protocol.CodeUnavailable {
 				return &RefusedError{Code: perr.Code, Message: perr.Message}
 			}
 		} else if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
