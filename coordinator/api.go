@@ -63,14 +63,26 @@ func (l *leader) refuse(m *nats.Msg, code protocol.Code, err error) {
 	reply(m, protocol.Reply{Head: protocol.NewHead(), Error: &protocol.Error{Code: code, Message: err.Error()}, Leader: l.n.cfg.ID})
 }
 
-// newJobID derives a job id from the submission and the leader's clock.
+// newJobID derives a job id from the submission and its request id, or, without one, the
+// leader's clock.
 func (l *leader) newJobID(sub protocol.Submit) string {
 	h := sha256.New()
 	h.Write(sub.Config)
 	h.Write([]byte(sub.Dir))
-	h.Write([]byte(l.n.cfg.ID))
-	h.Write([]byte(strconv.FormatInt(time.Now().UnixNano(), 10)))
+	if sub.Request != "" {
+		h.Write([]byte("request " + sub.Request))
+	} else {
+		h.Write([]byte(l.n.cfg.ID))
+		h.Write([]byte(strconv.FormatInt(time.Now().UnixNano(), 10)))
+	}
 	return "j" + hex.EncodeToString(h.Sum(nil))[:15]
+}
+
+// submitted reports whether a job of this id exists (a submission sent again).
+func (l *leader) submitted(id string) bool {
+	var ok bool
+	l.n.View(func(s *State) { _, ok = s.Jobs[id] })
+	return ok
 }
 
 func (l *leader) submit(ctx context.Context, m *nats.Msg) {
@@ -80,9 +92,15 @@ func (l *leader) submit(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	id := l.newJobID(sub)
+	if sub.Request != "" && l.submitted(id) {
+		reply(m, protocol.SubmitReply{Head: protocol.NewHead(), Job: id, Leader: l.n.cfg.ID})
+		return
+	}
 	spec, err := l.n.cfg.Jobs.Prepare(ctx, sub, id, l.n.cfg.Store)
 	if err != nil {
-		_ = l.n.cfg.Store.DropJob(context.Background(), id)
+		if !l.submitted(id) {
+			_ = l.n.cfg.Store.DropJob(context.Background(), id)
+		}
 		code := protocol.CodeInvalidConfig
 		switch {
 		case ctx.Err() != nil:
@@ -95,6 +113,9 @@ func (l *leader) submit(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	err = l.n.Propose(ctx, Command{Type: CmdSubmit, At: time.Now().UnixMilli(), Leader: l.n.cfg.ID, Job: id, Spec: &spec})
+	if errors.Is(err, ErrConflict) && sub.Request != "" && l.submitted(id) {
+		err = nil // the same submission, committed meanwhile
+	}
 	if err != nil {
 		code := protocol.CodeInternal
 		if errors.Is(err, ErrNotLeader) {

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/iteris-dev/iteris/internal/natsconn"
 	"github.com/iteris-dev/iteris/protocol"
 )
 
@@ -175,10 +176,14 @@ func (l *leader) ensureStreams(ctx context.Context) error {
 	return err
 }
 
+// unsubscribe stops serving the job API and the workers. It drains the subscriptions, so a
+// request the server had already routed here is still answered (a leader that lost its lead
+// answers not_leader) instead of being left to time out.
 func (l *leader) unsubscribe() {
 	for _, s := range l.subs {
-		_ = s.Unsubscribe()
+		_ = s.Drain()
 	}
+	l.subs = nil
 }
 
 // wake asks the scheduler to run now.
@@ -356,7 +361,11 @@ func (l *leader) publish(ctx context.Context, job string, tr TaskRef) error {
 			return fmt.Errorf("task consumers: %w", err)
 		}
 	}
-	_, err := l.js.Publish(ctx, protocol.TaskSubject(job, tr.Shard), protocol.Encode(task),
+	// A publish in flight when the connection drops fails at once instead of holding up the
+	// scheduler for its timeout; it is tried again at the next tick.
+	wctx, stop := natsconn.Watch(ctx, l.n.cfg.Conn)
+	defer stop()
+	_, err := l.js.Publish(wctx, protocol.TaskSubject(job, tr.Shard), protocol.Encode(task),
 		jetstream.WithMsgID(protocol.TaskMsgID(job, tr.Step, tr.Shard, tr.Attempt)))
 	return err
 }

@@ -17,11 +17,20 @@ type Submit struct {
 	// Workers, when > 0, is how many workers the job waits for and is cut across (else the
 	// config's cluster.workers).
 	Workers int `json:"workers,omitempty"`
+	// Request, when set, identifies this submission (the client picks it at random): the job id
+	// is derived from it, so a submission sent again after a leader change names the job the
+	// first one may have created instead of starting a second job.
+	Request string `json:"request,omitempty"`
 }
 
 func (s Submit) validate() error {
 	if len(s.Config) == 0 {
 		return fmt.Errorf("empty config")
+	}
+	if s.Request != "" {
+		if err := ValidateName("request id", s.Request); err != nil {
+			return err
+		}
 	}
 	if len(s.Path) > 4096 || len(s.Dir) > 4096 || len(s.Command) > 1<<16 {
 		return fmt.Errorf("path, dir or command too long")

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/iteris-dev/iteris/internal/natsconn"
 	"github.com/iteris-dev/iteris/protocol"
 )
 
@@ -153,13 +154,25 @@ func (s *JetStream) Put(ctx context.Context, job string, kind protocol.Kind, con
 		return protocol.Ref{}, err
 	}
 	ref := protocol.RefOf(content)
-	err := s.withBucket(ctx, job, true, func(obs jetstream.ObjectStore) error {
-		return s.put(ctx, obs, job, kind, ref, content)
+	wctx, cancel := natsconn.Watch(ctx, s.js.Conn())
+	defer cancel()
+	err := s.withBucket(wctx, job, true, func(obs jetstream.ObjectStore) error {
+		return s.put(wctx, obs, job, kind, ref, content)
 	})
 	if err != nil {
-		return protocol.Ref{}, err
+		return protocol.Ref{}, dropped(ctx, wctx, err)
 	}
 	return ref, nil
+}
+
+// dropped reports err as ErrUnavailable when the connection dropped during the call: whatever
+// the call saw then (a timeout, a stream cut short that looks truncated) is no verdict on the
+// stored bytes.
+func dropped(ctx, wctx context.Context, err error) error {
+	if natsconn.Dropped(ctx, wctx) && !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%w: the NATS connection dropped during the call: %v", ErrUnavailable, err)
+	}
+	return err
 }
 
 func (s *JetStream) put(ctx context.Context, obs jetstream.ObjectStore, job string, kind protocol.Kind, ref protocol.Ref, content []byte) error {
@@ -230,13 +243,15 @@ func (s *JetStream) Get(ctx context.Context, job string, ref protocol.Ref) (prot
 	}
 	var kind protocol.Kind
 	var content []byte
-	err := s.withBucket(ctx, job, false, func(obs jetstream.ObjectStore) error {
+	wctx, cancel := natsconn.Watch(ctx, s.js.Conn())
+	defer cancel()
+	err := s.withBucket(wctx, job, false, func(obs jetstream.ObjectStore) error {
 		var err error
-		kind, content, err = s.get(ctx, obs, job, ref)
+		kind, content, err = s.get(wctx, obs, job, ref)
 		return err
 	})
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, dropped(ctx, wctx, err)
 	}
 	return kind, content, nil
 }

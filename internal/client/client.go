@@ -5,6 +5,8 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/iteris-dev/iteris/coordinator"
+	"github.com/iteris-dev/iteris/internal/natsconn"
 	"github.com/iteris-dev/iteris/protocol"
 )
 
@@ -62,8 +65,14 @@ func New(nc *nats.Conn, store Store) *Client {
 func (c *Client) request(ctx context.Context, subject string, v any, decode func([]byte) (*protocol.Error, error)) error {
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		m, err := c.nc.RequestWithContext(rctx, subject, protocol.Encode(v))
+		wctx, stop := natsconn.Watch(rctx, c.nc)
+		m, err := c.nc.RequestWithContext(wctx, subject, protocol.Encode(v))
+		lost := natsconn.Dropped(rctx, wctx) // the connection dropped: ask again once it is back
+		stop()
 		cancel()
+		if err != nil && lost {
+			err = context.DeadlineExceeded
+		}
 		if err == nil {
 			perr, derr := decode(m.Data)
 			if derr != nil {
@@ -86,9 +95,17 @@ func (c *Client) request(ctx context.Context, subject string, v any, decode func
 	}
 }
 
-// Submit submits a merge and returns the job id.
+// Submit submits a merge and returns the job id. The submission gets a random request id (unless
+// it has one), so that sending it again after a leader change cannot start a second job.
 func (c *Client) Submit(ctx context.Context, sub protocol.Submit) (string, error) {
 	sub.Head = protocol.NewHead()
+	if sub.Request == "" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		sub.Request = hex.EncodeToString(b[:])
+	}
 	var job string
 	err := c.request(ctx, protocol.SubjectSubmit, sub, func(b []byte) (*protocol.Error, error) {
 		r, err := protocol.DecodeSubmitReply(b)
@@ -187,6 +204,14 @@ func (c *Client) Fetch(ctx context.Context, job string) ([]protocol.File, error)
 		return nil, err
 	}
 	kind, content, err := c.store.Get(ctx, coordinator.ResultsJob(job), ref)
+	for errors.Is(err, protocol.ErrUnavailable) && ctx.Err() == nil {
+		// NATS is restarting: read again once it is back.
+		select {
+		case <-ctx.Done():
+		case <-time.After(c.Retry):
+		}
+		kind, content, err = c.store.Get(ctx, coordinator.ResultsJob(job), ref)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("job %s: output files %s: %w", job, ref, err)
 	}

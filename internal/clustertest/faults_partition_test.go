@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -241,4 +243,55 @@ func TestPartitionedLeader(t *testing.T) {
 	}
 	noneRunAgain(t, js)
 	t.Logf("recovery: c%d cut off; it stepped down after %s; c%d led %s after the cut; %s", old, stepped.Round(time.Millisecond), elected, electedAfter.Round(time.Millisecond), dispatchSummary(js))
+}
+
+// TestSubmitRetriedAcrossLeaders sends one submission (one request id) three times: twice to a
+// leader, once more after that leader is gone (as a client does when a leader dies while it
+// commits the submission). Every answer names the same job, and the group holds one job.
+func TestSubmitRetriedAcrossLeaders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three in-process coordinators")
+	}
+	p := startInProcess(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := os.ReadFile(filepath.Join(Root(), sweepConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := protocol.Submit{Config: b, Path: sweepConfig, Dir: Root(), Workers: 3, Request: "retried-submission"}
+	var ids []string
+	for i := 0; i < 3; i++ {
+		if i == 2 {
+			var lead int
+			Eventually(t, 10*time.Second, "one leader", func() error {
+				if l := p.leaders(); len(l) != 1 {
+					return fmt.Errorf("leaders %v", l)
+				}
+				lead = p.leaders()[0]
+				return nil
+			})
+			if err := p.nodes[lead].Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		id, err := p.client.Submit(ctx, sub)
+		if err != nil {
+			t.Fatalf("submission %d: %v", i+1, err)
+		}
+		ids = append(ids, id)
+	}
+	if ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Fatalf("one submission gave the jobs %v", ids)
+	}
+	for i, n := range p.nodes {
+		if !n.IsLeader() {
+			continue
+		}
+		n.View(func(s *coordinator.State) {
+			if len(s.Jobs) != 1 {
+				t.Errorf("the leader c%d holds %d jobs, want 1", i, len(s.Jobs))
+			}
+		})
+	}
 }

@@ -73,7 +73,8 @@ var soakEvents = map[string]int{sweepConfig: 8, jacobiConfig: 20}
 // points of the job (after a random number of its events): SIGKILL of the raft leader, of a
 // worker, or of the nats-server, each restarted at once. Every run must finish within
 // ITERIS_SOAK_RUN_SECONDS (default 180) with the adapter of the undisturbed run, byte for byte.
-// ITERIS_SOAK_SEED replays a soak's random choices.
+// ITERIS_SOAK_SEED replays a soak's random choices; ITERIS_SOAK_KINDS (e.g. "nats") limits the
+// kinds of faults, and ITERIS_SOAK_EVENTS=1 logs every run's events.
 func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs many merges with process kills")
@@ -81,6 +82,10 @@ func TestSoak(t *testing.T) {
 	runs := int(envInt(t, "ITERIS_SOAK_RUNS", 20))
 	bound := time.Duration(envInt(t, "ITERIS_SOAK_RUN_SECONDS", 180)) * time.Second
 	seed := envInt(t, "ITERIS_SOAK_SEED", time.Now().UnixNano())
+	kinds := []string{"leader", "worker", "nats"}
+	if k := os.Getenv("ITERIS_SOAK_KINDS"); k != "" {
+		kinds = strings.Split(k, ",")
+	}
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x150a))
 	t.Logf("soak: %d runs, seed %d (ITERIS_SOAK_SEED replays it)", runs, seed)
 	configs := []string{sweepConfig, jacobiConfig}
@@ -90,13 +95,12 @@ func TestSoak(t *testing.T) {
 	}
 	c := StartCluster(t, Options{Coordinators: 3, Workers: 2, Lease: 5 * time.Second, WorkerTimeout: 2 * time.Second})
 	counts := map[string]int{}
-	var lines []string
 	var longest time.Duration
 	for r := 0; r < runs; r++ {
 		config := configs[r%len(configs)]
 		kills := make([]soakKill, 1+rng.IntN(3))
 		for i := range kills {
-			kills[i] = soakKill{kind: []string{"leader", "worker", "nats"}[rng.IntN(3)], at: rng.IntN(soakEvents[config])}
+			kills[i] = soakKill{kind: kinds[rng.IntN(len(kinds))], at: rng.IntN(soakEvents[config])}
 		}
 		sort.Slice(kills, func(i, j int) bool { return kills[i].at < kills[j].at })
 		t0 := time.Now()
@@ -123,8 +127,10 @@ func TestSoak(t *testing.T) {
 		took := time.Since(t0)
 		longest = max(longest, took)
 		line := fmt.Sprintf("run %d (%s): %s; done in %.1fs, %d events, identical", r+1, strings.TrimSuffix(filepath.Base(config), ".yaml"), strings.Join(done, ", "), took.Seconds(), len(js.Events))
-		lines = append(lines, line)
 		t.Log(line)
+		if took > 15*time.Second || os.Getenv("ITERIS_SOAK_EVENTS") != "" {
+			t.Logf("run %d was slow:\n%s", r+1, FormatEvents(js))
+		}
 	}
 	t.Logf("soak summary: %d runs, %d kills (leader %d, worker %d, nats %d), every adapter identical to the undisturbed run's; longest run %.1fs; seed %d",
 		runs, counts["leader"]+counts["worker"]+counts["nats"], counts["leader"], counts["worker"], counts["nats"], longest.Seconds(), seed)
