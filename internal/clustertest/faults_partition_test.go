@@ -135,87 +135,40 @@ func (p *inProcess) state(i int) (uint64, []byte) {
 	return idx, snap
 }
 
-// TestPartitionedLeader cuts the raft leader off from the other two coordinators (raft's in-memory
-// transport) in the middle of a job, with everything still on one nats-server: the old leader
-// steps down and commits nothing while cut off, refuses a submission (ErrNotLeader), and the
-// majority elects a new leader that finishes the job. Healed, all three nodes hold the same state
-// byte for byte, with exactly one job and one result, and the adapter equals the undisturbed
-// run's.
-func TestPartitionedLeader(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a merge on three in-process coordinators")
-	}
-	want := referenceAdapter(t, jacobiConfig)
-	p := startInProcess(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	job := submitTo(t, ctx, p.client, jacobiConfig, 2)
-	status := func() (protocol.JobStatus, error) {
+// waitFor waits until cond holds for the job's status (with events) and returns that status.
+func (p *inProcess) waitFor(t *testing.T, ctx context.Context, job string, d time.Duration, what string, cond func(protocol.JobStatus) error) protocol.JobStatus {
+	t.Helper()
+	var js protocol.JobStatus
+	Eventually(t, d, what, func() error {
 		st, err := p.client.StatusEvents(ctx, job)
 		if err != nil || len(st.Jobs) != 1 {
-			return protocol.JobStatus{}, fmt.Errorf("status: %v (%d jobs)", err, len(st.Jobs))
+			return fmt.Errorf("status: %v (%d jobs)", err, len(st.Jobs))
 		}
-		return st.Jobs[0], nil
-	}
-	Eventually(t, time.Minute, "two solve tasks done", func() error {
-		js, err := status()
-		if err != nil {
-			return err
-		}
-		if n := len(EventLog(js.Events).Completed(0)); n < 3 {
-			return fmt.Errorf("%d tasks done", n)
-		}
-		return nil
+		js = st.Jobs[0]
+		return cond(js)
 	})
-	var old int
+	return js
+}
+
+// waitLeader waits until exactly one node leads, and it is not node not, and returns it.
+func (p *inProcess) waitLeader(t *testing.T, not int) int {
+	t.Helper()
+	var lead int
 	Eventually(t, 10*time.Second, "one leader", func() error {
-		if l := p.leaders(); len(l) != 1 {
-			return fmt.Errorf("leaders %v", l)
-		}
-		old = p.leaders()[0]
-		return nil
-	})
-	p.isolate(old)
-	cut := time.Now()
-	Eventually(t, 10*time.Second, "the cut-off leader steps down", func() error {
-		if p.nodes[old].IsLeader() {
-			return fmt.Errorf("c%d still leads", old)
-		}
-		return nil
-	})
-	stepped := time.Since(cut)
-	frozenIdx, frozenSnap := p.state(old)
-	spec := &coordinator.JobSpec{Config: []byte("x"), Method: "iteris", Workers: 1, Layers: 4, Steps: []coordinator.Step{{Kind: protocol.StepSweep}}}
-	err := p.nodes[old].Propose(ctx, coordinator.Command{Type: coordinator.CmdSubmit, At: time.Now().UnixMilli(), Leader: fmt.Sprintf("c%d", old), Job: "jminority", Spec: spec})
-	if !errors.Is(err, coordinator.ErrNotLeader) {
-		t.Fatalf("the cut-off node accepted a submission: %v", err)
-	}
-	var elected int
-	var electedAfter time.Duration
-	Eventually(t, 10*time.Second, "the majority elects a leader", func() error {
 		l := p.leaders()
-		if len(l) != 1 || l[0] == old {
-			return fmt.Errorf("leaders %v (c%d is cut off)", l, old)
+		if len(l) != 1 || l[0] == not {
+			return fmt.Errorf("leaders %v (not c%d)", l, not)
 		}
-		elected, electedAfter = l[0], time.Since(cut)
+		lead = l[0]
 		return nil
 	})
-	var js protocol.JobStatus
-	Eventually(t, 3*time.Minute, "the job finishes on the majority side", func() error {
-		var err error
-		if js, err = status(); err != nil {
-			return err
-		}
-		if js.State != "done" {
-			return fmt.Errorf("job %s, %d/%d tasks", js.State, js.TasksDone, js.Tasks)
-		}
-		return nil
-	})
-	idx, snap := p.state(old)
-	if idx != frozenIdx || !bytes.Equal(snap, frozenSnap) {
-		t.Fatalf("the cut-off node's state moved while it was cut off (index %d -> %d)", frozenIdx, idx)
-	}
-	p.heal()
+	return lead
+}
+
+// checkAgree waits until the three nodes hold the same state byte for byte, and checks that it
+// has exactly one job, done, with its result.
+func (p *inProcess) checkAgree(t *testing.T, job string) {
+	t.Helper()
 	Eventually(t, 30*time.Second, "the three nodes agree", func() error {
 		i0, s0 := p.state(0)
 		for i := 1; i < 3; i++ {
@@ -233,6 +186,59 @@ func TestPartitionedLeader(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPartitionedLeader cuts the raft leader off from the other two coordinators (raft's in-memory
+// transport) in the middle of a job, with everything still on one nats-server: the old leader
+// steps down and commits nothing while cut off, refuses a submission (ErrNotLeader), and the
+// majority elects a new leader that finishes the job. Healed, all three nodes hold the same state
+// byte for byte, with exactly one job and one result, and the adapter equals the undisturbed
+// run's.
+func TestPartitionedLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a merge on three in-process coordinators")
+	}
+	want := referenceAdapter(t, jacobiConfig)
+	p := startInProcess(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	job := submitTo(t, ctx, p.client, jacobiConfig, 2)
+	p.waitFor(t, ctx, job, time.Minute, "three tasks done", func(js protocol.JobStatus) error {
+		if n := len(EventLog(js.Events).Completed(0)); n < 3 {
+			return fmt.Errorf("%d tasks done", n)
+		}
+		return nil
+	})
+	old := p.waitLeader(t, -1)
+	p.isolate(old)
+	cut := time.Now()
+	Eventually(t, 10*time.Second, "the cut-off leader steps down", func() error {
+		if p.nodes[old].IsLeader() {
+			return fmt.Errorf("c%d still leads", old)
+		}
+		return nil
+	})
+	stepped := time.Since(cut)
+	frozenIdx, frozenSnap := p.state(old)
+	spec := &coordinator.JobSpec{Config: []byte("x"), Method: "iteris", Workers: 1, Layers: 4, Steps: []coordinator.Step{{Kind: protocol.StepSweep}}}
+	err := p.nodes[old].Propose(ctx, coordinator.Command{Type: coordinator.CmdSubmit, At: time.Now().UnixMilli(), Leader: fmt.Sprintf("c%d", old), Job: "jminority", Spec: spec})
+	if !errors.Is(err, coordinator.ErrNotLeader) {
+		t.Fatalf("the cut-off node accepted a submission: %v", err)
+	}
+	elected := p.waitLeader(t, old)
+	electedAfter := time.Since(cut)
+	js := p.waitFor(t, ctx, job, 3*time.Minute, "the job finishes on the majority side", func(js protocol.JobStatus) error {
+		if js.State != "done" {
+			return fmt.Errorf("job %s, %d/%d tasks", js.State, js.TasksDone, js.Tasks)
+		}
+		return nil
+	})
+	idx, snap := p.state(old)
+	if idx != frozenIdx || !bytes.Equal(snap, frozenSnap) {
+		t.Fatalf("the cut-off node's state moved while it was cut off (index %d -> %d)", frozenIdx, idx)
+	}
+	p.heal()
+	p.checkAgree(t, job)
 	if got := adapterOf(t, ctx, p.client, job); !bytes.Equal(got, want) {
 		t.Fatalf("adapter_model.safetensors (%d bytes) differs from the undisturbed embedded run's (%d bytes)\n%s", len(got), len(want), FormatEvents(js))
 	}
@@ -263,14 +269,7 @@ func TestSubmitRetriedAcrossLeaders(t *testing.T) {
 	var ids []string
 	for i := 0; i < 3; i++ {
 		if i == 2 {
-			var lead int
-			Eventually(t, 10*time.Second, "one leader", func() error {
-				if l := p.leaders(); len(l) != 1 {
-					return fmt.Errorf("leaders %v", l)
-				}
-				lead = p.leaders()[0]
-				return nil
-			})
+			lead := p.waitLeader(t, -1)
 			if err := p.nodes[lead].Close(); err != nil {
 				t.Fatal(err)
 			}

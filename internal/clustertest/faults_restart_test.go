@@ -59,14 +59,28 @@ func TestNATSRestart(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("adapter_model.safetensors (%d bytes) differs from the undisturbed embedded run's (%d bytes)\n%s", len(got), len(want), FormatEvents(js))
 	}
+	ringFail, ringAgain := checkRingRestarted(t, js, calib)
+	t.Logf("recovery: the restarts took %s and %s; the ring's failure reached the leader %s after the first restart and attempt 2 followed in %d ms; the job ended %s after the second restart\n%s",
+		first.Round(time.Millisecond), second.Round(time.Millisecond), time.UnixMilli(ringFail).Sub(t0.Add(first)).Round(time.Millisecond), ringAgain-ringFail,
+		time.UnixMilli(js.Finished).Sub(t1.Add(second)).Round(time.Millisecond), FormatEvents(js))
+}
+
+// checkRingRestarted checks that the calibration ring was failed as unavailable and ran again
+// (attempt 2), that no failure was anything but the cluster's unavailability and no completed
+// task ran again; it returns when the ring failed and when attempt 2 was dispatched (Unix ms).
+func checkRingRestarted(t *testing.T, js protocol.JobStatus, calib int) (failed, again int64) {
+	t.Helper()
 	l := EventLog(js.Events)
-	ring := l.For(Task{calib, 0})
-	var again bool
-	for _, e := range ring.Of("dispatch") {
-		again = again || e.Attempt >= 2
+	for _, e := range l.For(Task{calib, 0}) {
+		if e.Type == "fail" && failed == 0 {
+			failed = e.At
+		}
+		if e.Type == "dispatch" && e.Attempt == 2 {
+			again = e.At
+		}
 	}
-	if !again {
-		t.Fatalf("the calibration ring was not run again after the restart\n%s", FormatEvents(js))
+	if failed == 0 || again == 0 {
+		t.Fatalf("the calibration ring was not failed and run again after the restart\n%s", FormatEvents(js))
 	}
 	for _, e := range l.Of("fail") {
 		if !strings.Contains(e.Note, "unavailable (2005)") {
@@ -74,18 +88,7 @@ func TestNATSRestart(t *testing.T) {
 		}
 	}
 	noneRunAgain(t, js)
-	var ringFail, ringAgain int64
-	for _, e := range ring {
-		if e.Type == "fail" && ringFail == 0 {
-			ringFail = e.At
-		}
-		if e.Type == "dispatch" && e.Attempt == 2 {
-			ringAgain = e.At
-		}
-	}
-	t.Logf("recovery: the restarts took %s and %s; the ring's failure (reported once the frozen worker thawed, %s after the first restart) was followed by attempt 2 in %d ms; the job ended %s after the second restart\n%s",
-		first.Round(time.Millisecond), second.Round(time.Millisecond), time.UnixMilli(ringFail).Sub(t0.Add(first)).Round(time.Millisecond), ringAgain-ringFail,
-		time.UnixMilli(js.Finished).Sub(t1.Add(second)).Round(time.Millisecond), FormatEvents(js))
+	return failed, again
 }
 
 // completedAt returns the tasks of a job completed at a time (Unix ms): those with a complete

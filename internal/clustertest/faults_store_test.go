@@ -72,38 +72,8 @@ func TestCorruptArtifacts(t *testing.T) {
 	js := c.waitDone(t, job, 3*time.Minute)
 	c.checkAdapter(t, job, want, js)
 	l := EventLog(js.Events)
-	for _, bad := range []struct {
-		what, output string
-		ref          protocol.Ref
-		producer     Task
-	}{{"truncated sequences", "sequences", seq, Task{calib, 0}}, {"task stream with a changed byte", "t", rows, Task{solve1, 0}}} {
-		detected := false
-		for _, e := range l.Of("fail") {
-			detected = detected || (strings.Contains(e.Note, "input_corrupt") && strings.Contains(e.Note, bad.ref.String()))
-		}
-		if !detected {
-			t.Fatalf("the %s (%s) was not reported as input_corrupt\n%s", bad.what, bad.ref, FormatEvents(js))
-		}
-		p := l.For(bad.producer)
-		rerun := -1
-		for i, e := range p {
-			if e.Type == "rerun" && rerun < 0 {
-				rerun = i
-			}
-		}
-		if rerun < 0 {
-			t.Fatalf("the producer %d/%d of the %s was not run again\n%s", bad.producer.Step, bad.producer.Shard, bad.what, FormatEvents(js))
-		}
-		var redone int64
-		for _, e := range p[rerun:] {
-			if e.Type == "complete" && outputs(t, e)[bad.output] == bad.ref && redone == 0 {
-				redone = e.At
-			}
-		}
-		if redone == 0 {
-			t.Fatalf("the producer %d/%d of the %s did not complete again with %s\n%s", bad.producer.Step, bad.producer.Shard, bad.what, bad.ref, FormatEvents(js))
-		}
-		t.Logf("recovery: the %s was detected, and its producer had stored it anew %d ms later", bad.what, redone-p[rerun].At)
+	for _, bad := range []damaged{{"truncated sequences", "sequences", seq, Task{calib, 0}}, {"task stream with a changed byte", "t", rows, Task{solve1, 0}}} {
+		checkRepaired(t, js, bad)
 	}
 	for _, e := range l.Of("fail") {
 		if !strings.Contains(e.Note, "input_corrupt") {
@@ -112,4 +82,45 @@ func TestCorruptArtifacts(t *testing.T) {
 	}
 	noneRunAgain(t, js)
 	t.Logf("%s", FormatEvents(js))
+}
+
+// damaged is an artifact a test damaged: what it is, the output of its producer's result that
+// names it, its ref, and the task that produced it.
+type damaged struct {
+	what, output string
+	ref          protocol.Ref
+	producer     Task
+}
+
+// checkRepaired checks that a reader reported the damaged artifact as input_corrupt, and that its
+// producer ran again (a rerun event) and completed with the same ref.
+func checkRepaired(t *testing.T, js protocol.JobStatus, bad damaged) {
+	t.Helper()
+	detected := false
+	for _, e := range EventLog(js.Events).Of("fail") {
+		detected = detected || (strings.Contains(e.Note, "input_corrupt") && strings.Contains(e.Note, bad.ref.String()))
+	}
+	if !detected {
+		t.Fatalf("the %s (%s) was not reported as input_corrupt\n%s", bad.what, bad.ref, FormatEvents(js))
+	}
+	p := EventLog(js.Events).For(bad.producer)
+	rerun := -1
+	for i, e := range p {
+		if e.Type == "rerun" && rerun < 0 {
+			rerun = i
+		}
+	}
+	if rerun < 0 {
+		t.Fatalf("the producer %d/%d of the %s was not run again\n%s", bad.producer.Step, bad.producer.Shard, bad.what, FormatEvents(js))
+	}
+	var redone int64
+	for _, e := range p[rerun:] {
+		if e.Type == "complete" && outputs(t, e)[bad.output] == bad.ref && redone == 0 {
+			redone = e.At
+		}
+	}
+	if redone == 0 {
+		t.Fatalf("the producer %d/%d of the %s did not complete again with %s\n%s", bad.producer.Step, bad.producer.Shard, bad.what, bad.ref, FormatEvents(js))
+	}
+	t.Logf("recovery: the %s was detected, and its producer had stored it anew %d ms later", bad.what, redone-p[rerun].At)
 }

@@ -240,42 +240,50 @@ func TestKillLeaderMidStep(t *testing.T) {
 			})
 			js := c.waitDone(t, job, 2*time.Minute)
 			c.checkAdapter(t, job, want, js)
-			l := EventLog(js.Events)
-			var newLeader string
-			var takeoverAt int64
-			for _, e := range l.Of("takeover") {
-				if e.At >= killAt && e.Leader != killed && newLeader == "" {
-					newLeader, takeoverAt = e.Leader, e.At
-				}
-			}
-			if newLeader == "" {
-				t.Fatalf("no takeover after %s was killed\n%s", killed, FormatEvents(js))
-			}
-			for _, e := range l {
-				if e.At > killAt && e.Leader == killed {
-					t.Fatalf("the killed leader %s proposed %+v after its death\n%s", killed, e, FormatEvents(js))
-				}
-			}
-			crossed := 0
-			for _, e := range l.Of("complete") {
-				for _, d := range l.For(Task{e.Step, e.Shard}).Of("dispatch") {
-					if d.Attempt == e.Attempt && d.Leader == killed && e.At > killAt {
-						crossed++
-					}
-				}
-			}
-			if crossed == 0 {
-				t.Fatalf("no task dispatched by %s was committed after it died\n%s", killed, FormatEvents(js))
-			}
-			firstCommit := int64(0)
-			for _, e := range l.Of("complete") {
-				if e.At > killAt && firstCommit == 0 {
-					firstCommit = e.At
-				}
-			}
-			t.Logf("recovery: killed %s with %d tasks in flight; %s took over %d ms later and committed its first result %d ms after the kill; %s",
-				killed, len(running), newLeader, takeoverAt-killAt, firstCommit-killAt, dispatchSummary(js))
+			checkTakeover(t, js, killed, killAt, len(running))
 			noneRunAgain(t, js)
 		})
 	}
+}
+
+// checkTakeover checks the events of a job whose leader was killed at killAt (Unix ms) with
+// inflight tasks in flight: another leader took over, the killed one proposed nothing after its
+// death, and a task it had dispatched was committed after it.
+func checkTakeover(t *testing.T, js protocol.JobStatus, killed string, killAt int64, inflight int) {
+	t.Helper()
+	l := EventLog(js.Events)
+	var newLeader string
+	var takeoverAt int64
+	for _, e := range l.Of("takeover") {
+		if e.At >= killAt && e.Leader != killed && newLeader == "" {
+			newLeader, takeoverAt = e.Leader, e.At
+		}
+	}
+	if newLeader == "" {
+		t.Fatalf("no takeover after %s was killed\n%s", killed, FormatEvents(js))
+	}
+	for _, e := range l {
+		if e.At > killAt && e.Leader == killed {
+			t.Fatalf("the killed leader %s proposed %+v after its death\n%s", killed, e, FormatEvents(js))
+		}
+	}
+	crossed := 0
+	for _, e := range l.Of("complete") {
+		for _, d := range l.For(Task{e.Step, e.Shard}).Of("dispatch") {
+			if d.Attempt == e.Attempt && d.Leader == killed && e.At > killAt {
+				crossed++
+			}
+		}
+	}
+	if crossed == 0 {
+		t.Fatalf("no task dispatched by %s was committed after it died\n%s", killed, FormatEvents(js))
+	}
+	firstCommit := int64(0)
+	for _, e := range l.Of("complete") {
+		if e.At > killAt && firstCommit == 0 {
+			firstCommit = e.At
+		}
+	}
+	t.Logf("recovery: killed %s with %d tasks in flight; %s took over %d ms later and committed its first result %d ms after the kill; %s",
+		killed, inflight, newLeader, takeoverAt-killAt, firstCommit-killAt, dispatchSummary(js))
 }
