@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -164,6 +165,24 @@ func TestRestartAllCoordinators(t *testing.T) {
 		}
 	}
 	noneRunAgain(t, js)
+	checkStatusEvents(t, c, job, "takeover", takeover.Note)
 	t.Logf("recovery: stopping took %d ms, restarting %d ms; the takeover came %d ms after the stop (%s)\n%s", down.UnixMilli()-stopAt,
 		restarted.Sub(down).Milliseconds(), takeover.At-stopAt, takeover.Note, FormatEvents(js))
+}
+
+// checkStatusEvents runs `iteris status JOB --events` and checks that its output holds each of
+// want.
+func checkStatusEvents(t *testing.T, c *Cluster, job string, want ...string) {
+	t.Helper()
+	p := Start(t, "status", Root(), "status", job, "--nats", c.NATS.URL(), "--events")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.Wait(ctx); err != nil {
+		t.Fatalf("iteris status --events: %v\n%s", err, p.Log())
+	}
+	for _, w := range want {
+		if !strings.Contains(p.Log(), w) {
+			t.Fatalf("iteris status --events does not say %q:\n%s", w, p.Log())
+		}
+	}
 }

@@ -61,6 +61,10 @@ func (c *Cluster) kill(t *testing.T, k *soakKill, rng *rand.Rand) {
 		k.whom = "nats-server"
 		c.NATS.Kill()
 		c.NATS.Restart()
+	case "none":
+		k.whom = "nothing" // the control: runs without faults
+	default:
+		t.Fatalf("ITERIS_SOAK_KINDS: unknown fault %q (want leader, worker, nats or none)", k.kind)
 	}
 }
 
@@ -73,8 +77,9 @@ var soakEvents = map[string]int{sweepConfig: 8, jacobiConfig: 20}
 // points of the job (after a random number of its events): SIGKILL of the raft leader, of a
 // worker, or of the nats-server, each restarted at once. Every run must finish within
 // ITERIS_SOAK_RUN_SECONDS (default 180) with the adapter of the undisturbed run, byte for byte.
-// ITERIS_SOAK_SEED replays a soak's random choices; ITERIS_SOAK_KINDS (e.g. "nats") limits the
-// kinds of faults, and ITERIS_SOAK_EVENTS=1 logs every run's events.
+// ITERIS_SOAK_SEED replays a soak's random choices; ITERIS_SOAK_KINDS (e.g. "nats", or "none"
+// for the undisturbed control) limits the kinds of faults, and ITERIS_SOAK_EVENTS=1 logs every
+// run's events.
 func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs many merges with process kills")
