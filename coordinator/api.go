@@ -63,19 +63,31 @@ func (l *leader) refuse(m *nats.Msg, code protocol.Code, err error) {
 	reply(m, protocol.Reply{Head: protocol.NewHead(), Error: &protocol.Error{Code: code, Message: err.Error()}, Leader: l.n.cfg.ID})
 }
 
-// newJobID derives a job id from the submission and the leader's clock.
+// newJobID derives a job id from the submission and its request id, or, without one, the
+// leader's clock.
 func (l *leader) newJobID(sub protocol.Submit) string {
 	h := sha256.New()
 	h.Write(sub.Config)
 	h.Write([]byte(sub.Dir))
-	h.Write([]byte(l.n.cfg.ID))
-	h.Write([]byte(strconv.FormatInt(time.Now().UnixNano(), 10)))
+	if sub.Request != "" {
+		h.Write([]byte("request " + sub.Request))
+	} else {
+		h.Write([]byte(l.n.cfg.ID))
+		h.Write([]byte(strconv.FormatInt(time.Now().UnixNano(), 10)))
+	}
 	return "j" + hex.EncodeToString(h.Sum(nil))[:15]
 }
 
 // bucketMaker is a store that creates a job's artifact bucket ahead of its first artifact.
 type bucketMaker interface {
 	Ensure(ctx context.Context, job string) error
+}
+
+// submitted reports whether a job of this id exists (a submission sent again).
+func (l *leader) submitted(id string) bool {
+	var ok bool
+	l.n.View(func(s *State) { _, ok = s.Jobs[id] })
+	return ok
 }
 
 func (l *leader) submit(ctx context.Context, m *nats.Msg) {
@@ -85,21 +97,42 @@ func (l *leader) submit(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	id := l.newJobID(sub)
+	if sub.Request != "" && l.submitted(id) {
+		reply(m, protocol.SubmitReply{Head: protocol.NewHead(), Job: id, Leader: l.n.cfg.ID})
+		return
+	}
 	if e, ok := l.n.cfg.Store.(bucketMaker); ok {
 		// The job's artifact bucket exists before any worker writes to it: workers need no
 		// permission to create streams.
 		if err := e.Ensure(ctx, id); err != nil {
-			reply(m, protocol.SubmitReply{Head: protocol.NewHead(), Error: &protocol.Error{Code: protocol.CodeInternal, Message: fmt.Sprintf("creating the artifact bucket of job %s: %v", id, err)}, Leader: l.n.cfg.ID})
+			code := protocol.CodeInternal
+			if ctx.Err() != nil || errors.Is(err, protocol.ErrUnavailable) {
+				code = protocol.CodeUnavailable // the client submits again
+			}
+			reply(m, protocol.SubmitReply{Head: protocol.NewHead(), Error: &protocol.Error{Code: code, Message: fmt.Sprintf("creating the artifact bucket of job %s: %v", id, err)}, Leader: l.n.cfg.ID})
 			return
 		}
 	}
 	spec, err := l.n.cfg.Jobs.Prepare(ctx, sub, id, l.n.cfg.Store)
 	if err != nil {
-		_ = l.n.cfg.Store.DropJob(context.Background(), id)
-		reply(m, protocol.SubmitReply{Head: protocol.NewHead(), Error: &protocol.Error{Code: protocol.CodeInvalidConfig, Message: err.Error()}, Leader: l.n.cfg.ID})
+		if !l.submitted(id) {
+			_ = l.n.cfg.Store.DropJob(context.Background(), id)
+		}
+		code := protocol.CodeInvalidConfig
+		switch {
+		case ctx.Err() != nil:
+			// Leadership was lost while the submission was checked: the next leader takes it.
+			code = protocol.CodeNotLeader
+		case errors.Is(err, protocol.ErrUnavailable):
+			code = protocol.CodeUnavailable
+		}
+		reply(m, protocol.SubmitReply{Head: protocol.NewHead(), Error: &protocol.Error{Code: code, Message: err.Error()}, Leader: l.n.cfg.ID})
 		return
 	}
 	err = l.n.Propose(ctx, Command{Type: CmdSubmit, At: time.Now().UnixMilli(), Leader: l.n.cfg.ID, Job: id, Spec: &spec})
+	if errors.Is(err, ErrConflict) && sub.Request != "" && l.submitted(id) {
+		err = nil // the same submission, committed meanwhile
+	}
 	if err != nil {
 		code := protocol.CodeInternal
 		if errors.Is(err, ErrNotLeader) {
@@ -127,7 +160,7 @@ func (l *leader) status(_ context.Context, m *nats.Msg) {
 				continue
 			}
 			found = true
-			out.Jobs = append(out.Jobs, jobStatus(s.Jobs[id]))
+			out.Jobs = append(out.Jobs, jobStatus(s.Jobs[id], req.Events))
 		}
 		for _, id := range s.WorkerIDs() {
 			w := s.Workers[id]
@@ -140,8 +173,8 @@ func (l *leader) status(_ context.Context, m *nats.Msg) {
 	reply(m, out)
 }
 
-// jobStatus summarises a job for the status API.
-func jobStatus(j *Job) protocol.JobStatus {
+// jobStatus summarises a job for the status API, with its event history when asked.
+func jobStatus(j *Job, events bool) protocol.JobStatus {
 	done, all := j.Counts()
 	st := protocol.JobStatus{Job: j.ID, State: string(j.State), Method: j.Spec.Method, Schedule: j.Spec.Schedule,
 		TasksDone: done, Tasks: all, Error: j.Error, Submitted: j.Submitted, Finished: j.Finished, Shards: []protocol.ShardStatus{}}
@@ -166,6 +199,12 @@ func jobStatus(j *Job) protocol.JobStatus {
 			ss.Worker, ss.Loaded = j.Shards[i].Worker, j.Shards[i].Loaded
 		}
 		st.Shards = append(st.Shards, ss)
+	}
+	if events {
+		st.Events = make([]protocol.JobEvent, len(j.Events))
+		for i, e := range j.Events {
+			st.Events[i] = protocol.JobEvent(e)
+		}
 	}
 	return st
 }

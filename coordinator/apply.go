@@ -2,12 +2,18 @@ package coordinator
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/iteris-dev/iteris/protocol"
 )
 
 // MaxFailures is how many failed attempts of one task fail its job.
 const MaxFailures = 3
+
+// MaxRetries is how many attempts of one task may end without counting as failures (the cluster
+// was unavailable to them, or an artifact the task produced had to be made again) before its job
+// fails: a bound on a fault that never clears.
+const MaxRetries = 10
 
 // Apply applies one command at raft index index. It is deterministic: the same commands in the
 // same order give the same state on every replica. It returns an error (wrapping ErrStale,
@@ -30,6 +36,9 @@ func (s *State) Apply(index uint64, c Command) error {
 		return s.register(c)
 	case CmdWorkerLost:
 		return s.workerLost(c)
+	case CmdTakeover:
+		s.takeover(c)
+		return nil
 	}
 	j, ok := s.Jobs[c.Job]
 	if !ok {
@@ -99,12 +108,36 @@ func (s *State) workerLost(c Command) error {
 	return nil
 }
 
-// release frees the shard a worker holds.
+// release frees the shard a worker holds and revokes the leases of the shard's dispatched
+// attempts: they ran on that worker, so they run nowhere now (attempt+1 follows once a new
+// holder has loaded the shard).
 func (s *State) release(w *Worker) {
 	if j, ok := s.Jobs[w.Job]; ok && w.Shard < len(j.Shards) && j.Shards[w.Shard].Worker == w.ID {
 		j.Shards[w.Shard] = ShardHolder{}
+		for _, ts := range j.Tasks {
+			if t := ts[w.Shard]; t.State == TaskDispatched {
+				t.LeaseUntil = 0
+			}
+		}
 	}
 	w.Job, w.Shard = "", 0
+}
+
+// takeover records in every running job that a new leader took it over, and how far it was.
+func (s *State) takeover(c Command) {
+	for _, id := range s.Order {
+		j := s.Jobs[id]
+		if j.State != JobRunning {
+			continue
+		}
+		done, all := j.Counts()
+		step := j.CurrentStep()
+		note := fmt.Sprintf("%d of %d tasks done", done, all)
+		if step < len(j.Plan.Steps) {
+			note += fmt.Sprintf("; resuming at step %d (%s)", step, j.Plan.Steps[step])
+		}
+		j.event(c, "takeover", step, 0, 0, "", note)
+	}
 }
 
 // free reports whether a worker can take a shard.
@@ -213,7 +246,7 @@ func (s *State) renew(j *Job, c Command) error {
 	if err != nil {
 		return err
 	}
-	if t.State != TaskDispatched || t.Attempt != c.Task.Attempt {
+	if t.State != TaskDispatched || t.Attempt != c.Task.Attempt || t.LeaseUntil == 0 {
 		return fmt.Errorf("%w: task %d/%d of job %s attempt %d is not current", ErrStale, c.Task.Step, c.Task.Shard, j.ID, c.Task.Attempt)
 	}
 	t.LeaseUntil = max(t.LeaseUntil, c.LeaseUntil)
@@ -253,7 +286,7 @@ func (s *State) complete(j *Job, c Command) error {
 		return err
 	}
 	t.State, t.Worker, t.Outputs, t.Stats = TaskDone, r.Worker, r.Outputs, r.Stats
-	j.event(c, "complete", r.Step, r.Shard, r.Attempt, r.Worker, "")
+	j.event(c, "complete", r.Step, r.Shard, r.Attempt, r.Worker, outputsNote(r.Outputs))
 	if j.Plan.Steps[r.Step].Kind == protocol.StepCalibrate && r.Shard == 0 {
 		// The first shard finishes the ring last: the calibration is done on every shard.
 		for _, o := range j.Tasks[r.Step] {
@@ -262,6 +295,20 @@ func (s *State) complete(j *Job, c Command) error {
 	}
 	j.checkTolerance(r.Step)
 	return nil
+}
+
+// outputsNote names a result's artifacts ("t=REF m=REF ..."), for the complete event.
+func outputsNote(o protocol.Outputs) string {
+	var parts []string
+	for _, a := range []struct {
+		name string
+		ref  protocol.Ref
+	}{{"t", o.T}, {"m", o.M}, {"factors", o.Factors}, {"records", o.Records}, {"sequences", o.Sequences}} {
+		if !a.ref.IsZero() {
+			parts = append(parts, a.name+"="+a.ref.String())
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // checkOutputs checks that a result names every artifact its step must produce.
@@ -329,18 +376,37 @@ func (s *State) fail(j *Job, c Command) error {
 		return err
 	}
 	j.event(c, "fail", r.Step, r.Shard, r.Attempt, r.Worker, r.Error.Error())
-	if (r.Error.Code == protocol.CodeInputCorrupt || r.Error.Code == protocol.CodeInputMissing) && r.Error.Ref != nil {
-		// The input is bad, not the task: run the task that produced it again.
-		if p := j.producer(*r.Error.Ref); p != nil {
+	calib := j.Plan.Steps[r.Step].Kind == protocol.StepCalibrate
+	switch {
+	case (r.Error.Code == protocol.CodeInputCorrupt || r.Error.Code == protocol.CodeInputMissing) && r.Error.Ref != nil && j.producer(*r.Error.Ref) != nil:
+		// The input is bad, not the task: run the task that produced it again (unless it already
+		// runs again), then this one.
+		p, ps, psh := j.producerTask(*r.Error.Ref)
+		if p.State == TaskDone {
 			p.State = TaskPending
-			t.State = TaskPending
+			p.Retries++
+			j.event(c, "rerun", ps, psh, p.Attempt, "", fmt.Sprintf("its output %s is bad: %s", r.Error.Ref, r.Error.Message))
+			if p.Retries > MaxRetries {
+				s.end(j, JobFailed, c.At, fmt.Sprintf("%s on shard %d produced a bad artifact %d times; last: %s", j.Plan.Steps[ps], psh, p.Retries, r.Error.Message))
+				return nil
+			}
+		}
+		t.State = TaskPending
+		return nil
+	case r.Error.Code == protocol.CodeUnavailable:
+		// The cluster failed the task, not its inputs or its computation: run it again.
+		t.Retries++
+		t.LastError = r.Error.Error()
+		if t.Retries > MaxRetries {
+			s.end(j, JobFailed, c.At, fmt.Sprintf("%s on shard %d could not reach the cluster %d times; last: %s", j.Plan.Steps[r.Step], r.Shard, t.Retries, t.LastError))
 			return nil
 		}
+	default:
+		t.Failures++
+		t.LastError = r.Error.Error()
 	}
-	t.Failures++
-	t.LastError = r.Error.Error()
 	t.State = TaskPending
-	if j.Plan.Steps[r.Step].Kind == protocol.StepCalibrate {
+	if calib {
 		// The shards of a calibration run as one ring: they start again together.
 		for _, o := range j.Tasks[r.Step] {
 			o.State = TaskPending
@@ -352,17 +418,27 @@ func (s *State) fail(j *Job, c Command) error {
 	return nil
 }
 
-// producer returns the done task whose outputs include ref.
+// producer returns the task whose committed outputs include ref (done, or pending again because
+// one of its outputs was bad), or nil.
 func (j *Job) producer(ref protocol.Ref) *Task {
-	for _, ts := range j.Tasks {
-		for _, t := range ts {
+	t, _, _ := j.producerTask(ref)
+	return t
+}
+
+// producerTask is producer with the task's step and shard.
+func (j *Job) producerTask(ref protocol.Ref) (*Task, int, int) {
+	if ref.IsZero() {
+		return nil, 0, 0
+	}
+	for i, ts := range j.Tasks {
+		for sh, t := range ts {
 			o := t.Outputs
-			if t.State == TaskDone && (o.T == ref || o.M == ref || o.Factors == ref || o.Sequences == ref || o.Records == ref) {
-				return t
+			if o.T == ref || o.M == ref || o.Factors == ref || o.Sequences == ref || o.Records == ref {
+				return t, i, sh
 			}
 		}
 	}
-	return nil
+	return nil, 0, 0
 }
 
 func (s *State) finish(j *Job, c Command) error {

@@ -40,6 +40,8 @@ const (
 	CmdFailJob CommandType = "fail_job"
 	// CmdCancel cancels a job.
 	CmdCancel CommandType = "cancel"
+	// CmdTakeover records that a new leader took over the running jobs (an event in each).
+	CmdTakeover CommandType = "takeover"
 )
 
 // TaskRef names one attempt of one task of a job.
@@ -160,6 +162,8 @@ func (c Command) validate() error {
 		return need(c.Job != "" && !c.Files.IsZero(), "a job and its files")
 	case CmdFailJob, CmdCancel:
 		return need(c.Job != "", "a job")
+	case CmdTakeover:
+		return need(c.Leader != "", "a leader")
 	}
 	return fmt.Errorf("%w: unknown type %q", ErrBadCommand, c.Type)
 }

@@ -38,9 +38,11 @@ func (j *Job) calibrated() bool {
 //
 //	calibrate, weightonly: always (the calibrate tasks of all shards run together);
 //	sweep on s:            calibration done, sweep on s-1 done;
-//	jacobi k on s:         calibration done, jacobi k on s-1 and jacobi k-1 on s done.
+//	jacobi k on s:         calibration done, jacobi k on s-1, jacobi k-1 on s and (for the
+//	                       task stream) jacobi 1 on s-1 done.
 //
-// Jacobi solves thus run as a wavefront over (k, s).
+// Jacobi solves thus run as a wavefront over (k, s). A producer that runs again (its output was
+// found corrupt) holds back every task that reads its outputs until it is done again.
 func (j *Job) Ready(i, s int) bool {
 	st := j.Plan.Steps[i]
 	switch st.Kind {
@@ -50,7 +52,8 @@ func (j *Job) Ready(i, s int) bool {
 		return j.calibrated() && (s == 0 || j.done(i, s-1))
 	case protocol.StepJacobi:
 		prev := j.stepIndex(protocol.StepJacobi, st.Solve-1)
-		return j.calibrated() && (s == 0 || j.done(i, s-1)) && j.done(prev, s)
+		first := j.stepIndex(protocol.StepJacobi, 1)
+		return j.calibrated() && (s == 0 || (j.done(i, s-1) && j.done(first, s-1))) && j.done(prev, s)
 	}
 	return false
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/iteris-dev/iteris/internal/natsconn"
 	"github.com/iteris-dev/iteris/protocol"
 )
 
@@ -48,34 +49,47 @@ type leader struct {
 	assembling map[string]bool
 	published  map[string]int // job -> tasks done at the last progress event
 	kick       chan struct{}
+
+	// Owned by the scheduler goroutine: dispatched attempts still to publish (a failed publish,
+	// or every recent attempt at takeover), the task consumers known to exist, the NATS
+	// reconnects seen, and the grace of run-out leases.
+	unpublished map[pubKey]bool
+	consumersOK map[string]bool
+	reconnects  uint64
+	grace       int64
 }
+
+// pubKey names one dispatched attempt to publish.
+type pubKey struct {
+	job string
+	TaskRef
+}
+
+// resultsAckWait is how long a result message stays with a leader that fetched it: a leader that
+// dies holding one leaves it to the next after this long (it sends in-progress acks while a check
+// runs longer).
+const resultsAckWait = 3 * time.Second
+
+// republishWithin is how recent a dispatch must be for a new leader to publish it again: within
+// it, the task stream's duplicate window (2 minutes) drops the copy if the old leader had
+// published it; older attempts are left to their leases.
+const republishWithin = 90 * time.Second
 
 // runLeader serves the job API and schedules until ctx ends (leadership lost or node closed).
 func (n *Node) runLeader(ctx context.Context) {
 	log := n.cfg.Logger.With("node", n.cfg.ID)
 	log.Info("leading")
-	l := &leader{n: n, lastSeen: map[string]time.Time{}, assembling: map[string]bool{}, published: map[string]int{}, kick: make(chan struct{}, 1)}
-	js, err := jetstream.New(n.cfg.Conn)
-	if err != nil {
-		log.Error("jetstream", "err", err)
-		return
-	}
-	l.js = js
+	l := &leader{n: n, lastSeen: map[string]time.Time{}, assembling: map[string]bool{}, published: map[string]int{},
+		kick: make(chan struct{}, 1), unpublished: map[pubKey]bool{}, consumersOK: map[string]bool{}}
 	for ctx.Err() == nil {
-		if err = l.ensureStreams(ctx); err == nil {
+		err := l.takeOver(ctx)
+		if err == nil {
 			break
 		}
-		log.Warn("creating streams", "err", err)
-		sleep(ctx, time.Second)
+		log.Warn("taking over", "err", err)
+		sleep(ctx, 250*time.Millisecond)
 	}
-	now := time.Now()
-	n.View(func(s *State) {
-		for id := range s.Workers {
-			l.lastSeen[id] = now // a new leader gives every worker a full timeout
-		}
-	})
-	if err := l.subscribe(ctx); err != nil {
-		log.Error("subscribing", "err", err)
+	if ctx.Err() != nil {
 		return
 	}
 	defer l.unsubscribe()
@@ -88,6 +102,52 @@ func (n *Node) runLeader(ctx context.Context) {
 	l.loop(ctx)
 	wg.Wait()
 	log.Info("stopped leading")
+}
+
+// takeOver prepares a new leader: the streams exist, the state has every committed entry (a raft
+// barrier), every worker gets a full timeout and every run-out lease a grace before it counts,
+// recent dispatched attempts are published again (the old leader may have died between the
+// commit and the publish), a takeover event goes into the running jobs, and the job API is
+// served. It can be retried until it succeeds.
+func (l *leader) takeOver(ctx context.Context) error {
+	n := l.n
+	if l.js == nil {
+		js, err := jetstream.New(n.cfg.Conn)
+		if err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		l.js = js
+	}
+	if err := l.ensureStreams(ctx); err != nil {
+		return fmt.Errorf("creating streams: %w", err)
+	}
+	if err := n.raft.Barrier(10 * time.Second).Error(); err != nil {
+		return fmt.Errorf("raft barrier: %w", err)
+	}
+	now := time.Now()
+	l.grace = now.Add(l.graceTime()).UnixMilli()
+	l.reconnects = n.cfg.Conn.Stats().Reconnects
+	n.View(func(s *State) {
+		for id := range s.Workers {
+			l.lastSeen[id] = now // a new leader gives every worker a full timeout
+		}
+		for _, id := range s.Order {
+			j := s.Jobs[id]
+			if j.State != JobRunning {
+				continue
+			}
+			for _, r := range j.Running() {
+				t := j.Tasks[r.Step][r.Shard]
+				if t.LeaseUntil != 0 && now.UnixMilli()-t.DispatchedAt < republishWithin.Milliseconds() {
+					l.unpublished[pubKey{id, r}] = true
+				}
+			}
+		}
+	})
+	if err := n.Propose(ctx, Command{Type: CmdTakeover, At: now.UnixMilli(), Leader: n.cfg.ID}); err != nil {
+		return fmt.Errorf("recording the takeover: %w", err)
+	}
+	return l.subscribe(ctx)
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -112,14 +172,18 @@ func (l *leader) ensureStreams(ctx context.Context) error {
 		}
 	}
 	_, err := l.js.CreateOrUpdateConsumer(ctx, protocol.StreamResults, jetstream.ConsumerConfig{
-		Durable: protocol.ConsumerResults, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second})
+		Durable: protocol.ConsumerResults, AckPolicy: jetstream.AckExplicitPolicy, AckWait: resultsAckWait})
 	return err
 }
 
+// unsubscribe stops serving the job API and the workers. It drains the subscriptions, so a
+// request the server had already routed here is still answered (a leader that lost its lead
+// answers not_leader) instead of being left to time out.
 func (l *leader) unsubscribe() {
 	for _, s := range l.subs {
-		_ = s.Unsubscribe()
+		_ = s.Drain()
 	}
+	l.subs = nil
 }
 
 // wake asks the scheduler to run now.
@@ -147,22 +211,28 @@ func (l *leader) loop(ctx context.Context) {
 	}
 }
 
-// schedule proposes what Decide says, marks lost workers, and assembles finished jobs.
+// schedule proposes what Decide says, marks lost workers, publishes what is still unpublished,
+// and assembles finished jobs. Without a NATS connection it does nothing: no worker can be heard
+// or reached, and when the connection comes back every worker and lease gets a grace.
 func (l *leader) schedule(ctx context.Context) {
 	n := l.n
 	now := time.Now()
+	if !n.cfg.Conn.IsConnected() {
+		return
+	}
+	if r := n.cfg.Conn.Stats().Reconnects; r != l.reconnects {
+		l.reconnects = r
+		l.refresh(now)
+	}
 	var cmds []Command
-	var finished, ended []string
+	var finished []string
 	n.View(func(s *State) {
 		cmds = append(cmds, l.lost(s, now)...)
-		cmds = append(cmds, Decide(s, Policy{Now: now.UnixMilli(), Leader: n.cfg.ID, LeaseMS: n.cfg.Lease.Milliseconds(), Plan: n.cfg.Jobs.Plan})...)
+		cmds = append(cmds, Decide(s, Policy{Now: now.UnixMilli(), Leader: n.cfg.ID, LeaseMS: n.cfg.Lease.Milliseconds(), Grace: l.grace, Plan: n.cfg.Jobs.Plan})...)
 		for _, id := range s.Order {
 			j := s.Jobs[id]
 			if done, all := j.Counts(); j.State == JobRunning && all > 0 && done == all {
 				finished = append(finished, id)
-			}
-			if j.State.Ended() {
-				ended = append(ended, id)
 			}
 		}
 	})
@@ -177,10 +247,28 @@ func (l *leader) schedule(ctx context.Context) {
 		}
 		l.after(ctx, c)
 	}
+	l.republish(ctx)
 	for _, id := range finished {
 		l.assemble(ctx, id)
 	}
-	l.events(ended)
+	l.events()
+}
+
+// graceTime is how long run-out leases are held back after a time without a leader or without
+// NATS: one worker timeout (by then a live worker has renewed what it runs, and a dead one is
+// lost), but never longer than a lease.
+func (l *leader) graceTime() time.Duration { return min(l.n.cfg.WorkerTimeout, l.n.cfg.Lease) }
+
+// refresh gives every worker a full timeout and every run-out lease a grace, after a time in
+// which this leader could not hear the workers.
+func (l *leader) refresh(now time.Time) {
+	l.mu.Lock()
+	for id := range l.lastSeen {
+		l.lastSeen[id] = now
+	}
+	l.mu.Unlock()
+	l.grace = now.Add(l.graceTime()).UnixMilli()
+	l.n.cfg.Logger.Info("NATS connection back: workers and leases get a grace", "until", l.grace)
 }
 
 // lost returns a CmdWorkerLost for every alive worker whose heartbeats stopped.
@@ -203,7 +291,7 @@ func (l *leader) lost(s *State, now time.Time) []Command {
 }
 
 // after does the I/O that follows an applied command: the start of a job creates its shards'
-// consumers; a dispatch publishes the task.
+// consumers; a dispatch publishes the task (a failed publish is tried again every tick).
 func (l *leader) after(ctx context.Context, c Command) {
 	switch c.Type {
 	case CmdStart:
@@ -211,15 +299,27 @@ func (l *leader) after(ctx context.Context, c Command) {
 			l.n.cfg.Logger.Warn("creating task consumers", "job", c.Job, "err", err)
 		}
 	case CmdDispatch:
-		t := *c.Task
-		if err := l.publish(ctx, c.Job, t); err != nil {
-			l.n.cfg.Logger.Warn("publishing task", taskAttrs(c.Job, t.Step, t.Shard, t.Attempt, "err", err)...)
-		} else {
-			l.n.cfg.Logger.Info("task dispatched", taskAttrs(c.Job, t.Step, t.Shard, t.Attempt)...)
-		}
+		l.unpublished[pubKey{c.Job, *c.Task}] = true
 	}
 }
 
+// republish publishes the dispatched attempts not published yet.
+func (l *leader) republish(ctx context.Context) {
+	for k := range l.unpublished {
+		if ctx.Err() != nil {
+			return
+		}
+		t := k.TaskRef
+		if err := l.publish(ctx, k.job, t); err != nil {
+			l.n.cfg.Logger.Warn("publishing task", taskAttrs(k.job, t.Step, t.Shard, t.Attempt, "err", err)...)
+			continue
+		}
+		l.n.cfg.Logger.Info("task dispatched", taskAttrs(k.job, t.Step, t.Shard, t.Attempt)...)
+		delete(l.unpublished, k)
+	}
+}
+
+// consumers creates (or updates) the durable task consumers of a job's shards.
 func (l *leader) consumers(ctx context.Context, job string, shards int) error {
 	for sh := 0; sh < shards; sh++ {
 		_, err := l.js.CreateOrUpdateConsumer(ctx, protocol.StreamTasks, jetstream.ConsumerConfig{
@@ -229,44 +329,64 @@ func (l *leader) consumers(ctx context.Context, job string, shards int) error {
 			return err
 		}
 	}
+	l.consumersOK[job] = true
 	return nil
 }
 
-// publish puts a dispatched attempt on its shard's task subject (de-duplicated by message id).
+// publish puts a dispatched attempt on its shard's task subject (de-duplicated by message id),
+// after making sure the job's consumers exist (a leader that died between a job's start and the
+// consumers' creation left them to its successor). An attempt no longer current is not published.
 func (l *leader) publish(ctx context.Context, job string, tr TaskRef) error {
 	var task protocol.Task
 	var ok bool
+	shards := 0
 	l.n.View(func(s *State) {
 		j := s.Jobs[job]
 		if j == nil || j.State != JobRunning {
 			return
 		}
 		t := j.Tasks[tr.Step][tr.Shard]
-		if t.Attempt != tr.Attempt {
+		if t.Attempt != tr.Attempt || t.State != TaskDispatched {
 			return
 		}
 		st := j.Plan.Steps[tr.Step]
+		shards = len(j.Plan.Shards)
 		task = protocol.Task{Head: protocol.NewHead(), TaskKey: protocol.TaskKey{Job: job, Step: tr.Step, Shard: tr.Shard},
-			Kind: st.Kind, Solve: st.Solve, Attempt: tr.Attempt, Inputs: j.Inputs(tr.Step, tr.Shard), Shards: len(j.Plan.Shards)}
+			Kind: st.Kind, Solve: st.Solve, Attempt: tr.Attempt, Inputs: j.Inputs(tr.Step, tr.Shard), Shards: shards}
 		ok = true
 	})
 	if !ok {
 		return nil
 	}
-	_, err := l.js.Publish(ctx, protocol.TaskSubject(job, tr.Shard), protocol.Encode(task),
+	if !l.consumersOK[job] {
+		if err := l.consumers(ctx, job, shards); err != nil {
+			return fmt.Errorf("task consumers: %w", err)
+		}
+	}
+	// A publish in flight when the connection drops fails at once instead of holding up the
+	// scheduler for its timeout; it is tried again at the next tick.
+	wctx, stop := natsconn.Watch(ctx, l.n.cfg.Conn)
+	defer stop()
+	_, err := l.js.Publish(wctx, protocol.TaskSubject(job, tr.Shard), protocol.Encode(task),
 		jetstream.WithMsgID(protocol.TaskMsgID(job, tr.Step, tr.Shard, tr.Attempt)))
 	return err
 }
 
-// consumeResults commits the workers' results as they arrive.
+// consumeResults commits the workers' results as they arrive, one message at a time (a leader
+// that dies holds at most one, for resultsAckWait).
 func (l *leader) consumeResults(ctx context.Context) {
-	cons, err := l.js.Consumer(ctx, protocol.StreamResults, protocol.ConsumerResults)
-	if err != nil {
-		l.n.cfg.Logger.Error("results consumer", "err", err)
-		return
-	}
+	var cons jetstream.Consumer
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(16, jetstream.FetchMaxWait(500*time.Millisecond))
+		var err error
+		if cons == nil {
+			if cons, err = l.js.Consumer(ctx, protocol.StreamResults, protocol.ConsumerResults); err != nil {
+				l.n.cfg.Logger.Warn("results consumer", "err", err)
+				cons = nil
+				sleep(ctx, 250*time.Millisecond)
+				continue
+			}
+		}
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(500*time.Millisecond))
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages) {
 				sleep(ctx, 100*time.Millisecond)
@@ -280,8 +400,23 @@ func (l *leader) consumeResults(ctx context.Context) {
 }
 
 // handleResult checks one result and commits it (or the failure it reports); the message is
-// acked once raft has decided, so a leader that dies first leaves it to the next.
+// acked once raft has decided, so a leader that dies first leaves it to the next. A check that
+// could not read the result's artifacts (the store did not answer) is tried again later.
 func (l *leader) handleResult(ctx context.Context, m jetstream.Msg) {
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(resultsAckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
 	r, err := protocol.DecodeResult(m.Data())
 	if err != nil {
 		l.n.cfg.Logger.Warn("refusing a result", "subject", m.Subject(), "err", err)
@@ -291,7 +426,11 @@ func (l *leader) handleResult(ctx context.Context, m jetstream.Msg) {
 	c := Command{Type: CmdComplete, At: time.Now().UnixMilli(), Leader: l.n.cfg.ID, Job: r.Job, Result: &r}
 	if r.Error != nil {
 		c.Type = CmdFail
-	} else if err := l.check(ctx, r); err != nil {
+	} else if err := l.check(ctx, r); errors.Is(err, protocol.ErrUnavailable) || (err != nil && ctx.Err() != nil) {
+		l.n.cfg.Logger.Info("checking a result later", "job", r.Job, "task", r.TaskKey.String(), "attempt", r.Attempt, "err", err)
+		_ = m.NakWithDelay(250 * time.Millisecond)
+		return
+	} else if err != nil {
 		bad := r
 		bad.Error = protocol.Errorf(protocol.CodeTaskFailed, "result of job %s task %d/%d attempt %d from %s refused: %v", r.Job, r.Step, r.Shard, r.Attempt, r.Worker, err)
 		c.Type, c.Result = CmdFail, &bad

@@ -17,6 +17,10 @@ type Policy struct {
 	Leader string
 	// LeaseMS is how long a task attempt may run without a renewal.
 	LeaseMS int64
+	// Grace (Unix ms) holds back the expiry of leases that ran out while nobody could renew them:
+	// a new leader, or one whose NATS connection came back, gives the workers until then to renew
+	// the attempts they still run. A revoked lease (its worker lost) is not held back.
+	Grace int64
 	// Plan cuts a queued job into shards.
 	Plan Planner
 }
@@ -116,8 +120,7 @@ func dispatches(j *Job, p Policy) []Command {
 			if !j.Shards[sh].Loaded {
 				continue
 			}
-			expired := t.State == TaskDispatched && t.LeaseUntil <= p.Now
-			if (t.State == TaskPending && j.Ready(i, sh)) || expired {
+			if (t.State == TaskPending && j.Ready(i, sh)) || expired(t, p) {
 				out = append(out, Command{Type: CmdDispatch, Job: j.ID, Task: &TaskRef{Step: i, Shard: sh, Attempt: t.Attempt + 1}, LeaseUntil: p.Now + p.LeaseMS})
 			}
 		}
@@ -138,7 +141,7 @@ func calibrateDispatch(j *Job, i int, p Policy) []Command {
 			return nil
 		}
 		attempt = max(attempt, t.Attempt)
-		if t.State == TaskPending || (t.State == TaskDispatched && t.LeaseUntil <= p.Now) {
+		if t.State == TaskPending || expired(t, p) {
 			again = true
 		}
 	}
@@ -150,6 +153,12 @@ func calibrateDispatch(j *Job, i int, p Policy) []Command {
 		out = append(out, Command{Type: CmdDispatch, Job: j.ID, Task: &TaskRef{Step: i, Shard: sh, Attempt: attempt + 1}, LeaseUntil: p.Now + p.LeaseMS})
 	}
 	return out
+}
+
+// expired reports whether a dispatched attempt's lease is over: revoked, or run out and past the
+// policy's grace.
+func expired(t *Task, p Policy) bool {
+	return t.State == TaskDispatched && (t.LeaseUntil == 0 || (t.LeaseUntil <= p.Now && p.Now >= p.Grace))
 }
 
 // Running lists a job's dispatched task attempts, sorted by step and shard.

@@ -112,6 +112,8 @@ type Task struct {
 	// Attempt is the current attempt (0 before the first dispatch).
 	Attempt int `json:"attempt"`
 	// DispatchedAt and LeaseUntil bound the current attempt (Unix ms, the leader's clock).
+	// LeaseUntil 0 on a dispatched task means its lease was revoked: the worker holding its shard
+	// was lost or restarted, so the attempt runs nowhere.
 	DispatchedAt int64 `json:"dispatched_at,omitempty"`
 	LeaseUntil   int64 `json:"lease_until,omitempty"`
 	// Worker reported the committed result.
@@ -122,6 +124,10 @@ type Task struct {
 	// Failures counts failed attempts; LastError is the latest failure's message.
 	Failures  int    `json:"failures,omitempty"`
 	LastError string `json:"last_error,omitempty"`
+	// Retries counts attempts that ended without counting as failures: the cluster was
+	// unavailable to them, or the task ran again because an artifact it had produced was found
+	// corrupt or missing.
+	Retries int `json:"retries,omitempty"`
 }
 
 // ShardHolder says which worker holds a shard of a running job.

@@ -10,7 +10,7 @@ import (
 )
 
 // heartbeat records a worker's liveness, commits what it reports (its shard loaded, lease renewals
-// of the attempts it runs) and answers with its assignment.
+// of the attempts it runs) and answers with its assignment and the attempts it should abandon.
 func (l *leader) heartbeat(ctx context.Context, m *nats.Msg) {
 	hb, err := protocol.DecodeHeartbeat(m.Data)
 	if err != nil {
@@ -21,6 +21,7 @@ func (l *leader) heartbeat(ctx context.Context, m *nats.Msg) {
 	var known bool
 	var cmds []Command
 	var asg *protocol.Assignment
+	var cancel []protocol.Running
 	l.n.View(func(s *State) {
 		w, ok := s.Workers[hb.Worker]
 		known = ok && w.Alive
@@ -29,6 +30,7 @@ func (l *leader) heartbeat(ctx context.Context, m *nats.Msg) {
 		}
 		cmds = l.reported(s, w, hb, now)
 		asg = assignment(s, w)
+		cancel = Cancels(s, w.ID, hb.Running)
 	})
 	if !known {
 		reply(m, protocol.HeartbeatReply{Head: protocol.NewHead(), Leader: l.n.cfg.ID,
@@ -41,7 +43,7 @@ func (l *leader) heartbeat(ctx context.Context, m *nats.Msg) {
 	for _, c := range cmds {
 		_ = l.n.Propose(ctx, c)
 	}
-	reply(m, protocol.HeartbeatReply{Head: protocol.NewHead(), Leader: l.n.cfg.ID, Assignment: asg})
+	reply(m, protocol.HeartbeatReply{Head: protocol.NewHead(), Leader: l.n.cfg.ID, Assignment: asg, Cancel: cancel})
 	if len(cmds) > 0 {
 		l.wake()
 	}
@@ -63,9 +65,35 @@ func (l *leader) reported(s *State, w *Worker, hb protocol.Heartbeat, now time.T
 			continue
 		}
 		t := j.Tasks[r.Step][r.Shard]
-		if t.State == TaskDispatched && t.Attempt == r.Attempt && t.LeaseUntil-at < lease/2 {
+		if j.Shards[r.Shard].Worker == w.ID && t.State == TaskDispatched && t.Attempt == r.Attempt && t.LeaseUntil != 0 && t.LeaseUntil-at < lease/2 {
 			out = append(out, Command{Type: CmdRenew, At: at, Leader: l.n.cfg.ID, Job: r.Job,
 				Task: &TaskRef{Step: r.Step, Shard: r.Shard, Attempt: r.Attempt}, LeaseUntil: at + lease})
+		}
+	}
+	return out
+}
+
+// Cancels returns the attempts a worker runs that it should abandon, because no result of
+// theirs can be committed any more and they may block the worker (a calibration ring waits for
+// shards that moved on): the job ended; the worker does not hold the task's shard; the task is
+// done or skipped; or the task is a calibration whose ring moved to a newer attempt. An attempt
+// superseded because its lease ran out on a worker that still holds the shard is not cancelled:
+// it finishes, and its result is ignored.
+func Cancels(s *State, worker string, running []protocol.Running) []protocol.Running {
+	var out []protocol.Running
+	for _, r := range running {
+		j, ok := s.Jobs[r.Job]
+		if !ok || j.State != JobRunning || r.Step >= len(j.Tasks) || r.Shard >= len(j.Plan.Shards) {
+			if !ok || j.State.Ended() {
+				out = append(out, r)
+			}
+			continue
+		}
+		t := j.Tasks[r.Step][r.Shard]
+		over := (t.State == TaskDone || t.State == TaskSkipped) && t.Attempt >= r.Attempt
+		ring := j.Plan.Steps[r.Step].Kind == protocol.StepCalibrate && t.Attempt > r.Attempt
+		if j.Shards[r.Shard].Worker != worker || over || ring {
+			out = append(out, r)
 		}
 	}
 	return out
@@ -153,7 +181,7 @@ func cloneJob(j *Job) *Job {
 
 // events publishes progress events for jobs whose task counts changed, a final event for jobs
 // that ended, and drops the working artifacts of ended jobs.
-func (l *leader) events(_ []string) {
+func (l *leader) events() {
 	type ev struct {
 		e    protocol.Event
 		drop bool

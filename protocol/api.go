@@ -17,11 +17,20 @@ type Submit struct {
 	// Workers, when > 0, is how many workers the job waits for and is cut across (else the
 	// config's cluster.workers).
 	Workers int `json:"workers,omitempty"`
+	// Request, when set, identifies this submission (the client picks it at random): the job id
+	// is derived from it, so a submission sent again after a leader change names the job the
+	// first one may have created instead of starting a second job.
+	Request string `json:"request,omitempty"`
 }
 
 func (s Submit) validate() error {
 	if len(s.Config) == 0 {
 		return fmt.Errorf("empty config")
+	}
+	if s.Request != "" {
+		if err := ValidateName("request id", s.Request); err != nil {
+			return err
+		}
 	}
 	if len(s.Path) > 4096 || len(s.Dir) > 4096 || len(s.Command) > 1<<16 {
 		return fmt.Errorf("path, dir or command too long")
@@ -62,6 +71,8 @@ type JobRequest struct {
 	Head
 	// Job is the job id.
 	Job string `json:"job,omitempty"`
+	// Events asks a status request for each job's event history (JobStatus.Events).
+	Events bool `json:"events,omitempty"`
 }
 
 func (r JobRequest) validate() error {
@@ -96,6 +107,25 @@ type JobStatus struct {
 	// Submitted and Finished are Unix milliseconds (Finished 0 while running).
 	Submitted int64 `json:"submitted"`
 	Finished  int64 `json:"finished,omitempty"`
+	// Events is the job's history, oldest first (only when the request asked for it).
+	Events []JobEvent `json:"events,omitempty"`
+}
+
+// JobEvent is one entry of a job's replicated history: which leader dispatched, committed,
+// failed or ignored which task attempt, and when a new leader took the job over.
+type JobEvent struct {
+	// At is the leader's clock (Unix ms); Leader the coordinator that proposed the entry.
+	At     int64  `json:"at"`
+	Leader string `json:"leader,omitempty"`
+	// Type is dispatch, complete, fail, ignored, rerun or takeover.
+	Type string `json:"type"`
+	// Step, Shard and Attempt name the task attempt (a takeover names the first step not done).
+	Step    int `json:"step"`
+	Shard   int `json:"shard"`
+	Attempt int `json:"attempt"`
+	// Worker reported the result; Note says more (a failure's message, why a result was ignored).
+	Worker string `json:"worker,omitempty"`
+	Note   string `json:"note,omitempty"`
 }
 
 // StepStatus is one step of a job's plan.

@@ -14,6 +14,11 @@ var (
 	ErrMessageVersion = errors.New("unsupported message version")
 )
 
+// ErrUnavailable marks a failure to reach the cluster (NATS, JetStream or the artifact store did
+// not answer, or the connection dropped): the operation may succeed when it is tried again.
+// Stores and transports wrap it; a task result carries it as CodeUnavailable.
+var ErrUnavailable = errors.New("cluster unavailable")
+
 // Code is a stable numeric error code carried by replies and results. The numbers never change
 // meaning; new codes are appended.
 type Code int
@@ -44,6 +49,9 @@ const (
 	CodeTaskFailed Code = 2003
 	// CodeStale is a task attempt that is no longer current.
 	CodeStale Code = 2004
+	// CodeUnavailable is a task that could not reach the cluster (NATS or the artifact store did
+	// not answer, the connection dropped): it runs again without counting as a failure.
+	CodeUnavailable Code = 2005
 	// CodeInternal is an unexpected failure of the answering process.
 	CodeInternal Code = 9001
 )
@@ -75,6 +83,8 @@ func (c Code) String() string {
 		return "task_failed"
 	case CodeStale:
 		return "stale"
+	case CodeUnavailable:
+		return "unavailable"
 	case CodeInternal:
 		return "internal"
 	}

@@ -113,11 +113,23 @@ type HeartbeatReply struct {
 	Error *Error `json:"error,omitempty"`
 	// Assignment is the shard the worker should hold (nil: none; drop what is loaded).
 	Assignment *Assignment `json:"assignment,omitempty"`
+	// Cancel lists running attempts (of the heartbeat's Running) the worker should abandon: the
+	// task is done or skipped, its calibration ring moved to a newer attempt, or the worker no
+	// longer holds its shard. Their messages are acked and no result is sent.
+	Cancel []Running `json:"cancel,omitempty"`
 	// Leader names the raft leader.
 	Leader string `json:"leader,omitempty"`
 }
 
 func (r HeartbeatReply) validate() error {
+	if len(r.Cancel) > 64 {
+		return fmt.Errorf("heartbeat reply cancels %d attempts", len(r.Cancel))
+	}
+	for _, c := range r.Cancel {
+		if err := c.TaskKey.validate(); err != nil {
+			return err
+		}
+	}
 	if a := r.Assignment; a != nil {
 		if err := ValidateJobID(a.Job); err != nil {
 			return err

@@ -46,7 +46,8 @@ type Results interface {
 
 // Ring carries the generation steps of a calibrate task between neighbouring shards.
 type Ring interface {
-	// Listen delivers the steps sent to one shard of a calibrate attempt until stop is called.
+	// Listen delivers the steps sent to one shard of a calibrate attempt until stop is called; it
+	// closes the channel when it can no longer deliver every step (the connection dropped).
 	Listen(job string, attempt, shard int) (msgs <-chan []byte, stop func(), err error)
 	// Send sends a step to one shard of a calibrate attempt.
 	Send(ctx context.Context, job string, attempt, shard int, msg []byte) error

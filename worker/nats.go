@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/iteris-dev/iteris/internal/natsconn"
 	"github.com/iteris-dev/iteris/protocol"
 )
 
@@ -33,10 +34,17 @@ func NewNATS(nc *nats.Conn) (*NATS, error) {
 	return &NATS{nc: nc, js: js, Timeout: 5 * time.Second, consumers: map[string]jetstream.Consumer{}}, nil
 }
 
+// request sends a request and waits for its reply, for at most Timeout and no longer than the
+// connection lasts (a request lost with a dropped connection fails at once, as unavailable).
 func (n *NATS) request(ctx context.Context, subject string, v any) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, n.Timeout)
+	tctx, cancel := context.WithTimeout(ctx, n.Timeout)
 	defer cancel()
-	m, err := n.nc.RequestWithContext(ctx, subject, protocol.Encode(v))
+	wctx, stop := natsconn.Watch(tctx, n.nc)
+	defer stop()
+	m, err := n.nc.RequestWithContext(wctx, subject, protocol.Encode(v))
+	if err != nil && natsconn.Dropped(tctx, wctx) {
+		return nil, fmt.Errorf("%w: %s: the NATS connection dropped", protocol.ErrUnavailable, subject)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", subject, err)
 	}
@@ -118,31 +126,49 @@ func (d *delivery) InProgress() error { return d.m.InProgress() }
 func (d *delivery) Ack() error        { return d.m.Ack() }
 func (d *delivery) Nak() error        { return d.m.Nak() }
 
-// Publish implements Results.
+// Publish implements Results. A publish whose connection drops fails at once (the worker
+// publishes again; the message id de-duplicates).
 func (n *NATS) Publish(ctx context.Context, r protocol.Result) error {
-	_, err := n.js.Publish(ctx, protocol.ResultSubject(r.Job), protocol.Encode(r),
+	wctx, stop := natsconn.Watch(ctx, n.nc)
+	defer stop()
+	_, err := n.js.Publish(wctx, protocol.ResultSubject(r.Job), protocol.Encode(r),
 		jetstream.WithMsgID(protocol.ResultMsgID(r.Job, r.Step, r.Shard, r.Attempt, r.Worker)))
+	if err != nil && natsconn.Dropped(ctx, wctx) {
+		return fmt.Errorf("%w: publishing the result of %s attempt %d: the NATS connection dropped", protocol.ErrUnavailable, r.TaskKey, r.Attempt)
+	}
 	return err
 }
 
-// Listen implements Ring.
+// ringWatch is how often a ring listener checks the connection.
+const ringWatch = 50 * time.Millisecond
+
+// Listen implements Ring. The channel is closed when the connection drops: core NATS messages
+// sent meanwhile are lost, so the ring cannot complete.
 func (n *NATS) Listen(job string, attempt, shard int) (<-chan []byte, func(), error) {
 	raw := make(chan *nats.Msg, 4096)
+	reconnects := n.nc.Stats().Reconnects
 	sub, err := n.nc.ChanSubscribe(protocol.GenSubject(job, attempt, shard), raw)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w: calibration ring of job %s attempt %d: %w", protocol.ErrUnavailable, job, attempt, err)
 	}
 	if err := n.nc.Flush(); err != nil {
 		_ = sub.Unsubscribe()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w: calibration ring of job %s attempt %d: %w", protocol.ErrUnavailable, job, attempt, err)
 	}
 	out := make(chan []byte, 4096)
 	done := make(chan struct{})
 	go func() {
+		watch := time.NewTicker(ringWatch)
+		defer watch.Stop()
 		for {
 			select {
 			case <-done:
 				return
+			case <-watch.C:
+				if !n.nc.IsConnected() || n.nc.Stats().Reconnects != reconnects {
+					close(out)
+					return
+				}
 			case m := <-raw:
 				select {
 				case out <- m.Data:
@@ -164,5 +190,8 @@ func (n *NATS) Listen(job string, attempt, shard int) (<-chan []byte, func(), er
 
 // Send implements Ring.
 func (n *NATS) Send(_ context.Context, job string, attempt, shard int, msg []byte) error {
-	return n.nc.Publish(protocol.GenSubject(job, attempt, shard), msg)
+	if err := n.nc.Publish(protocol.GenSubject(job, attempt, shard), msg); err != nil {
+		return fmt.Errorf("%w: calibration ring of job %s attempt %d: sending to shard %d: %w", protocol.ErrUnavailable, job, attempt, shard, err)
+	}
+	return nil
 }

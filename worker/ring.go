@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -168,7 +169,12 @@ func (r *ring) recv(ctx context.Context, tick func()) (protocol.GenStep, shard.G
 			return protocol.GenStep{}, shard.GenMsg{}, fmt.Errorf("calibration ring stalled: shard %d heard nothing for %s", r.tr.t.Shard, r.tr.w.cfg.RingTimeout)
 		case <-tc:
 			tick()
-		case b := <-r.msgs:
+		case b, ok := <-r.msgs:
+			if !ok {
+				r.msgs = nil
+				return protocol.GenStep{}, shard.GenMsg{}, fmt.Errorf("%w: calibration ring of job %s attempt %d: the NATS connection dropped, so ring messages may be lost",
+					protocol.ErrUnavailable, r.tr.t.Job, r.tr.t.Attempt)
+			}
 			return r.decode(ctx, b)
 		}
 	}
@@ -181,6 +187,9 @@ func (r *ring) decode(ctx context.Context, b []byte) (protocol.GenStep, shard.Ge
 		return step, shard.GenMsg{}, err
 	}
 	if step.Error != nil {
+		if step.Error.Code == protocol.CodeUnavailable {
+			return step, shard.GenMsg{}, fmt.Errorf("%w: shard %d aborted the calibration: %v", protocol.ErrUnavailable, step.From, step.Error)
+		}
 		return step, shard.GenMsg{}, fmt.Errorf("shard %d aborted the calibration: %v", step.From, step.Error)
 	}
 	g := shard.GenMsg{Batch: step.Batch, Slots: step.Slots, Next: step.Next}
@@ -280,14 +289,20 @@ func (r *ring) forward(ctx context.Context, msg shard.GenMsg) error {
 }
 
 // abort tells the other shards of the attempt that this one failed, so they stop at once
-// instead of waiting out the ring timeout.
+// instead of waiting out the ring timeout. A failure of the cluster (NATS dropped, the task
+// cancelled or the worker stopping) is passed on as such, so no shard counts it as a failure of
+// the calibration.
 func (r *ring) abort(err error) {
 	t := r.tr.t
+	code := protocol.CodeTaskFailed
+	if errors.Is(err, protocol.ErrUnavailable) || errors.Is(err, context.Canceled) {
+		code = protocol.CodeUnavailable
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	for s := 0; s < t.Shards; s++ {
 		if s != t.Shard {
-			_ = r.send(ctx, s, shard.GenMsg{}, protocol.GenStep{Error: protocol.Errorf(protocol.CodeTaskFailed, "%v", err)})
+			_ = r.send(ctx, s, shard.GenMsg{}, protocol.GenStep{Error: protocol.Errorf(code, "%v", err)})
 		}
 	}
 }

@@ -46,26 +46,31 @@ func (w *Worker) execute(ctx context.Context, ls *loadedShard, t protocol.Task) 
 	if err != nil {
 		tr.res.Outputs = protocol.Outputs{}
 		var ie *inputError
-		if errors.As(err, &ie) {
+		switch {
+		case errors.As(err, &ie):
 			ref := ie.ref
 			tr.res.Error = &protocol.Error{Code: ie.code, Message: fmt.Sprintf("job %s task %s attempt %d: %v", t.Job, t.TaskKey, t.Attempt, err), Ref: &ref}
-		} else {
+		case errors.Is(err, protocol.ErrUnavailable):
+			// NATS or the store failed the task: it runs again, not counted as a failure.
+			tr.res.Error = protocol.Errorf(protocol.CodeUnavailable, "job %s task %s attempt %d on %s: %v", t.Job, t.TaskKey, t.Attempt, w.cfg.ID, err)
+		default:
 			tr.res.Error = protocol.Errorf(protocol.CodeTaskFailed, "job %s task %s attempt %d on %s: %v", t.Job, t.TaskKey, t.Attempt, w.cfg.ID, err)
 		}
 	}
 	return tr.res
 }
 
-// get reads and verifies an input artifact.
+// get reads and verifies an input artifact. A store that did not answer is not a verdict on the
+// artifact: that error stays ErrUnavailable.
 func (tr *taskRun) get(ctx context.Context, what string, ref protocol.Ref, kind protocol.Kind) ([]byte, error) {
 	k, content, err := tr.w.cfg.Store.Get(ctx, tr.t.Job, ref)
 	switch {
 	case errors.Is(err, artifact.ErrNotFound):
 		return nil, &inputError{code: protocol.CodeInputMissing, ref: ref, err: fmt.Errorf("%s %s: %w", what, ref, err)}
-	case err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled):
-		return nil, &inputError{code: protocol.CodeInputCorrupt, ref: ref, err: fmt.Errorf("%s %s: %w", what, ref, err)}
+	case err != nil && (ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, protocol.ErrUnavailable)):
+		return nil, fmt.Errorf("%s %s: %w", what, ref, err)
 	case err != nil:
-		return nil, err
+		return nil, &inputError{code: protocol.CodeInputCorrupt, ref: ref, err: fmt.Errorf("%s %s: %w", what, ref, err)}
 	case k != kind:
 		return nil, &inputError{code: protocol.CodeInputCorrupt, ref: ref, err: fmt.Errorf("%s %s is a %s artifact, want %s", what, ref, k, kind)}
 	}

@@ -91,9 +91,16 @@ type Worker struct {
 	mu       sync.Mutex
 	want     *protocol.Assignment // what the coordinator says to hold
 	loaded   *loadedShard         // what is loaded
-	running  []protocol.Running
+	running  *runningTask         // the task attempt in progress
 	changed  chan struct{}
 	register bool // register again at the next heartbeat
+}
+
+// runningTask is the attempt a worker runs; the coordinator may cancel it in a heartbeat reply.
+type runningTask struct {
+	r       protocol.Running
+	cancel  context.CancelFunc
+	revoked bool // the coordinator cancelled it (guarded by Worker.mu)
 }
 
 type loadedShard struct {
@@ -171,7 +178,10 @@ func (w *Worker) beat(ctx context.Context) {
 	log := w.cfg.Logger
 	w.mu.Lock()
 	reg := w.register
-	hb := protocol.Heartbeat{Head: protocol.NewHead(), Worker: w.cfg.ID, Running: append([]protocol.Running(nil), w.running...)}
+	hb := protocol.Heartbeat{Head: protocol.NewHead(), Worker: w.cfg.ID}
+	if w.running != nil {
+		hb.Running = []protocol.Running{w.running.r}
+	}
 	if w.loaded != nil {
 		r := w.loaded.asg.ShardRef
 		hb.Loaded = &r
@@ -197,14 +207,32 @@ func (w *Worker) beat(ctx context.Context) {
 	defer w.mu.Unlock()
 	if rep.Error != nil {
 		if rep.Error.Code == protocol.CodeNotFound {
+			// The coordinators lost this worker: its shard and attempts went to others.
 			w.register = true
+			w.revoke(nil)
 		}
 		return
+	}
+	for _, c := range rep.Cancel {
+		w.revoke(&c)
 	}
 	if !sameAssignment(w.want, rep.Assignment) {
 		w.want = rep.Assignment
 		w.signal()
 	}
+}
+
+// revoke cancels the running attempt if it is r (any attempt when r is nil); w.mu is held.
+func (w *Worker) revoke(r *protocol.Running) {
+	rt := w.running
+	if rt == nil || (r != nil && *r != rt.r) {
+		return
+	}
+	if !rt.revoked {
+		w.cfg.Logger.Info("abandoning a task the coordinator cancelled", "task", rt.r.TaskKey.String(), "attempt", rt.r.Attempt)
+	}
+	rt.revoked = true
+	rt.cancel()
 }
 
 func sameAssignment(a, b *protocol.Assignment) bool {
@@ -274,7 +302,9 @@ func (w *Worker) load(ctx context.Context, a protocol.Assignment) {
 	log.Info("shard loaded", "layers", fmt.Sprintf("[%d, %d)", a.Lo, a.Hi), "seconds", secs)
 }
 
-// next takes one task of the loaded shard and runs it.
+// next takes one task of the loaded shard, runs it and publishes its result, keeping the message
+// in progress meanwhile. A task the coordinator cancels is acked without a result; one cut short
+// by the worker's own shutdown is left to its next delivery.
 func (w *Worker) next(ctx context.Context, ls *loadedShard) {
 	d, err := w.cfg.Tasks.Next(ctx, ls.asg.Job, ls.asg.Shard, w.cfg.Heartbeat)
 	if err != nil {
@@ -285,14 +315,26 @@ func (w *Worker) next(ctx context.Context, ls *loadedShard) {
 		return
 	}
 	t := d.Task()
-	w.setRunning(&protocol.Running{TaskKey: t.TaskKey, Attempt: t.Attempt})
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rt := w.setRunning(&runningTask{r: protocol.Running{TaskKey: t.TaskKey, Attempt: t.Attempt}, cancel: cancel})
 	defer w.setRunning(nil)
-	r := w.run(ctx, ls, d)
+	stop := keepInProgress(d)
+	defer stop()
+	r := w.run(tctx, ls, t)
+	if w.isRevoked(rt) {
+		_ = d.Ack()
+		return
+	}
 	if ctx.Err() != nil {
 		_ = d.Nak()
 		return
 	}
-	if err := w.cfg.Results.Publish(ctx, r); err != nil {
+	if err := w.publish(tctx, r); err != nil {
+		if w.isRevoked(rt) {
+			_ = d.Ack()
+			return
+		}
 		w.cfg.Logger.Warn("publishing a result", "job", t.Job, "task", t.TaskKey.String(), "shard", t.Shard, "attempt", t.Attempt, "err", err)
 		_ = d.Nak()
 		return
@@ -300,42 +342,78 @@ func (w *Worker) next(ctx context.Context, ls *loadedShard) {
 	_ = d.Ack()
 }
 
-func (w *Worker) setRunning(r *protocol.Running) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.running = nil
-	if r != nil {
-		w.running = []protocol.Running{*r}
+// publishTimeout bounds the retries of one result's publication (NATS may be restarting).
+const publishTimeout = 2 * time.Minute
+
+// publish publishes a result, retrying while NATS does not answer (results are de-duplicated by
+// message id, so a retry of one that arrived is harmless).
+func (w *Worker) publish(ctx context.Context, r protocol.Result) error {
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	delay := 100 * time.Millisecond
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		err := w.cfg.Results.Publish(pctx, r)
+		pcancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		w.cfg.Logger.Debug("publishing a result", "task", r.TaskKey.String(), "attempt", r.Attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
 	}
 }
 
-// run executes a task while keeping its message in progress, and returns its result.
-func (w *Worker) run(ctx context.Context, ls *loadedShard, d Delivery) protocol.Result {
-	t := d.Task()
-	log := w.cfg.Logger.With("job", t.Job, "task", t.TaskKey.String(), "step", t.Step, "kind", t.Kind, "solve", t.Solve, "shard", t.Shard, "attempt", t.Attempt)
-	stop := make(chan struct{})
+// keepInProgress sends in-progress acks every third of the ack wait until stopped.
+func keepInProgress(d Delivery) (stop func()) {
+	done := make(chan struct{})
 	go func() {
 		tk := time.NewTicker(d.AckWait() / 3)
 		defer tk.Stop()
 		for {
 			select {
-			case <-stop:
+			case <-done:
 				return
 			case <-tk.C:
 				_ = d.InProgress()
 			}
 		}
 	}()
+	return func() { close(done) }
+}
+
+func (w *Worker) setRunning(rt *runningTask) *runningTask {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.running = rt
+	return rt
+}
+
+func (w *Worker) isRevoked(rt *runningTask) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return rt.revoked
+}
+
+// run executes a task and returns its result.
+func (w *Worker) run(ctx context.Context, ls *loadedShard, t protocol.Task) protocol.Result {
+	log := w.cfg.Logger.With("job", t.Job, "task", t.TaskKey.String(), "step", t.Step, "kind", t.Kind, "solve", t.Solve, "shard", t.Shard, "attempt", t.Attempt)
 	w.cfg.Observer.TaskStarted(t)
 	t0 := time.Now()
 	r := w.execute(ctx, ls, t)
-	close(stop)
 	r.Stats.Seconds = time.Since(t0).Seconds()
 	r.Stats.BLAS = linalg.Current().String()
 	w.cfg.Observer.TaskEnded(t, r)
-	if r.Error != nil {
+	switch {
+	case ctx.Err() != nil:
+		log.Info("task stopped", "err", ctx.Err())
+	case r.Error != nil:
 		log.Warn("task failed", "err", r.Error)
-	} else {
+	default:
 		log.Info("task done", "seconds", r.Stats.Seconds)
 	}
 	return r

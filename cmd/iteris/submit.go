@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"text/tabwriter"
 	"time"
 
 	"github.com/iteris-dev/iteris/internal/cli"
@@ -164,7 +165,12 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer nc.Close()
-	st, err := client.New(nc, store).Status(ctx, o.Job)
+	c := client.New(nc, store)
+	status := c.Status
+	if o.Events {
+		status = c.StatusEvents
+	}
+	st, err := status(ctx, o.Job)
 	if err != nil {
 		return err
 	}
@@ -174,7 +180,31 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return enc.Encode(st)
 	}
 	printStatus(stdout, st, time.Now())
+	if o.Events {
+		printEvents(stdout, st)
+	}
 	return nil
+}
+
+// printEvents writes each job's events as a table.
+func printEvents(w io.Writer, st protocol.StatusReply) {
+	for _, j := range st.Jobs {
+		fmt.Fprintf(w, "\nevents of %s:\n", j.Job)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tLEADER\tEVENT\tSTEP\tSHARD\tATTEMPT\tWORKER\tNOTE")
+		for _, e := range j.Events {
+			step := "-"
+			if e.Step < len(j.Steps) {
+				step = stepName(j.Steps[e.Step], 0)
+				if s := j.Steps[e.Step]; s.Kind == protocol.StepJacobi {
+					step = fmt.Sprintf("jacobi %d", s.Solve)
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d %s\t%d\t%d\t%s\t%s\n", time.UnixMilli(e.At).UTC().Format("15:04:05.000"), orDash(e.Leader), e.Type,
+				e.Step, step, e.Shard, e.Attempt, orDash(e.Worker), e.Note)
+		}
+		tw.Flush()
+	}
 }
 
 // printReport prints what connect reports.

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/iteris-dev/iteris/internal/natsconn"
 	"github.com/iteris-dev/iteris/protocol"
 )
 
@@ -105,7 +106,7 @@ func (s *JetStream) bucket(ctx context.Context, job string, create bool) (jetstr
 		return nil, false, fmt.Errorf("job %s: %w: no artifact bucket", job, ErrNotFound)
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("artifact bucket %s: %w", name, err)
+		return nil, false, unavailable(ctx, fmt.Errorf("artifact bucket %s: %w", name, err))
 	}
 	s.mu.Lock()
 	s.buckets[job] = obs
@@ -144,33 +145,53 @@ func gone(err error) bool {
 	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
 }
 
-// Put implements Store. When an object of the ref exists it only compares the stored kind (from
-// the object's metadata) and returns.
+// Put implements Store. When an object of the ref exists it is read back and verified (as Get
+// does): intact, Put only compares its kind and returns; damaged (corrupt, truncated, of another
+// format version), it is replaced by the new upload, so the producer of a corrupt artifact
+// repairs it by running again.
 func (s *JetStream) Put(ctx context.Context, job string, kind protocol.Kind, content []byte) (protocol.Ref, error) {
 	if err := checkArgs(job, kind); err != nil {
 		return protocol.Ref{}, err
 	}
 	ref := protocol.RefOf(content)
-	err := s.withBucket(ctx, job, true, func(obs jetstream.ObjectStore) error {
-		return s.put(ctx, obs, job, kind, ref, content)
+	wctx, cancel := natsconn.Watch(ctx, s.js.Conn())
+	defer cancel()
+	err := s.withBucket(wctx, job, true, func(obs jetstream.ObjectStore) error {
+		return s.put(wctx, obs, job, kind, ref, content)
 	})
 	if err != nil {
-		return protocol.Ref{}, err
+		return protocol.Ref{}, dropped(ctx, wctx, err)
 	}
 	return ref, nil
 }
 
+// dropped reports err as ErrUnavailable when the connection dropped during the call: whatever
+// the call saw then (a timeout, a stream cut short that looks truncated) is no verdict on the
+// stored bytes.
+func dropped(ctx, wctx context.Context, err error) error {
+	if natsconn.Dropped(ctx, wctx) && !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%w: the NATS connection dropped during the call: %v", ErrUnavailable, err)
+	}
+	return err
+}
+
 func (s *JetStream) put(ctx context.Context, obs jetstream.ObjectStore, job string, kind protocol.Kind, ref protocol.Ref, content []byte) error {
 	name := ref.String()
-	info, err := obs.GetInfo(ctx, name)
+	_, err := obs.GetInfo(ctx, name)
 	switch {
 	case err == nil:
-		if k := info.Metadata["kind"]; k != kind.String() {
-			return fmt.Errorf("artifact %s of job %s: %w: stored as %s, put as %s", ref, job, ErrKindConflict, k, kind)
+		stored, _, err := s.get(ctx, obs, job, ref)
+		switch {
+		case err == nil && stored != kind:
+			return fmt.Errorf("artifact %s of job %s: %w: stored as %s, put as %s", ref, job, ErrKindConflict, stored, kind)
+		case err == nil:
+			return nil
+		case !damaged(err):
+			return err
 		}
-		return nil
+		// The stored object fails verification: upload it again over the damaged one.
 	case !errors.Is(err, jetstream.ErrObjectNotFound):
-		return fmt.Errorf("artifact %s of job %s: looking it up: %w", ref, job, err)
+		return unavailable(ctx, fmt.Errorf("artifact %s of job %s: looking it up: %w", ref, job, err))
 	}
 	opt := s.cfg.Encoding.options(kind)
 	f, err := protocol.EncodeFrameRef(kind, ref, content, opt)
@@ -182,9 +203,24 @@ func (s *JetStream) put(ctx context.Context, obs jetstream.ObjectStore, job stri
 			"content_length": strconv.Itoa(len(content))},
 		Opts: &jetstream.ObjectMetaOptions{ChunkSize: uint32(s.cfg.ChunkSize)}}
 	if _, err := obs.Put(ctx, meta, fullReader{f.Reader()}); err != nil {
-		return fmt.Errorf("artifact %s of job %s: storing %d bytes: %w", ref, job, f.Header.FrameLen(), err)
+		return unavailable(ctx, fmt.Errorf("artifact %s of job %s: storing %d bytes: %w", ref, job, f.Header.FrameLen(), err))
 	}
 	return nil
+}
+
+// damaged reports whether a Get error is a verdict on the stored bytes (or their absence), as
+// opposed to a failure to read them.
+func damaged(err error) bool {
+	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTooLarge) || errors.Is(err, protocol.ErrVersion) || errors.Is(err, ErrNotFound)
+}
+
+// unavailable marks err as a failure to reach the server (ErrUnavailable), unless it is the
+// caller's context ending or already says so.
+func unavailable(ctx context.Context, err error) error {
+	if ctx.Err() != nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // fullReader fills every Read as far as the underlying reader allows, so the object store, which
@@ -207,13 +243,15 @@ func (s *JetStream) Get(ctx context.Context, job string, ref protocol.Ref) (prot
 	}
 	var kind protocol.Kind
 	var content []byte
-	err := s.withBucket(ctx, job, false, func(obs jetstream.ObjectStore) error {
+	wctx, cancel := natsconn.Watch(ctx, s.js.Conn())
+	defer cancel()
+	err := s.withBucket(wctx, job, false, func(obs jetstream.ObjectStore) error {
 		var err error
-		kind, content, err = s.get(ctx, obs, job, ref)
+		kind, content, err = s.get(wctx, obs, job, ref)
 		return err
 	})
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, dropped(ctx, wctx, err)
 	}
 	return kind, content, nil
 }
@@ -224,14 +262,17 @@ func (s *JetStream) get(ctx context.Context, obs jetstream.ObjectStore, job stri
 	case errors.Is(err, jetstream.ErrObjectNotFound):
 		return 0, nil, notFound(job, ref)
 	case err != nil:
-		return 0, nil, fmt.Errorf("artifact %s of job %s: %w", ref, job, err)
+		return 0, nil, unavailable(ctx, fmt.Errorf("artifact %s of job %s: %w", ref, job, err))
 	}
 	defer res.Close()
 	kind, content, err := protocol.ReadFrame(res, ref, s.cfg.MaxContent)
-	if errors.Is(err, jetstream.ErrDigestMismatch) && !errors.Is(err, ErrCorrupt) {
+	switch {
+	case errors.Is(err, jetstream.ErrDigestMismatch) && !errors.Is(err, ErrCorrupt):
 		return 0, nil, fmt.Errorf("job %s: %w: %w", job, ErrCorrupt, err)
-	}
-	if err != nil {
+	case err != nil && !damaged(err) && !errors.Is(err, protocol.ErrInvalid):
+		// The stream broke off (a dropped connection, a timeout): not a verdict on the bytes.
+		return 0, nil, unavailable(ctx, fmt.Errorf("job %s: %w", job, err))
+	case err != nil:
 		return 0, nil, fmt.Errorf("job %s: %w", job, err)
 	}
 	return kind, content, nil

@@ -49,10 +49,13 @@ func (m *Memory) Put(ctx context.Context, job string, kind protocol.Kind, conten
 	old, ok := m.jobs[job][ref]
 	m.mu.Unlock()
 	if ok {
-		if h, err := protocol.ParseHeader(old); err == nil && h.Kind != kind {
-			return ref, fmt.Errorf("artifact %s of job %s: %w: stored as %s, put as %s", ref, job, ErrKindConflict, h.Kind, kind)
+		// An intact copy stays (same kind) or conflicts (another kind); a damaged one is replaced.
+		if stored, _, err := protocol.DecodeFrame(old, ref, m.limit); err == nil {
+			if stored != kind {
+				return ref, fmt.Errorf("artifact %s of job %s: %w: stored as %s, put as %s", ref, job, ErrKindConflict, stored, kind)
+			}
+			return ref, nil
 		}
-		return ref, nil
 	}
 	f, err := protocol.EncodeFrameRef(kind, ref, content, m.enc.options(kind))
 	if err != nil {

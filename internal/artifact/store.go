@@ -12,7 +12,7 @@ import (
 // they use; this interface documents what both implementations provide.
 type Store interface {
 	// Put stores content of a kind for job and returns its ref. Putting content that is already
-	// stored is a cheap no-op.
+	// stored intact stores nothing; a stored copy that fails verification is replaced.
 	Put(ctx context.Context, job string, kind protocol.Kind, content []byte) (protocol.Ref, error)
 	// Get returns the kind and content stored under ref, verified against the ref.
 	Get(ctx context.Context, job string, ref protocol.Ref) (protocol.Kind, []byte, error)
@@ -34,6 +34,9 @@ var (
 	ErrCorrupt = protocol.ErrCorrupt
 	// ErrTooLarge is protocol.ErrTooLarge: a stored artifact is larger than the store's limit.
 	ErrTooLarge = protocol.ErrTooLarge
+	// ErrUnavailable is protocol.ErrUnavailable: the server did not answer or the connection
+	// dropped (not a verdict on the stored bytes; the call may succeed when repeated).
+	ErrUnavailable = protocol.ErrUnavailable
 )
 
 // DefaultMaxContent is the default limit on the content length Get accepts (4 GiB).

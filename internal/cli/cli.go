@@ -219,8 +219,8 @@ func (o *Submit) Validate(pos []string) error {
 // Status is the options of `iteris status`.
 type Status struct {
 	NATS
-	JSON bool
-	Job  string
+	JSON, Events bool
+	Job          string
 }
 
 // StatusFlags returns the flag set of `iteris status` bound to o.
@@ -228,6 +228,7 @@ func StatusFlags(o *Status) *flag.FlagSet {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	o.NATS.flags(fs)
 	fs.BoolVar(&o.JSON, "json", false, "print the status as JSON")
+	fs.BoolVar(&o.Events, "events", false, "also print each job's events: which leader dispatched, committed, failed or ignored which task attempt")
 	return fs
 }
 

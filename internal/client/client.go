@@ -5,6 +5,8 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/iteris-dev/iteris/coordinator"
+	"github.com/iteris-dev/iteris/internal/natsconn"
 	"github.com/iteris-dev/iteris/protocol"
 )
 
@@ -57,13 +60,20 @@ func New(nc *nats.Conn, store Store) *Client {
 	return &Client{nc: nc, store: store, Retry: 200 * time.Millisecond, Poll: 250 * time.Millisecond}
 }
 
-// request sends a request to the leader, retrying while no coordinator answers (an election) or
-// the answering one does not lead, until ctx ends.
+// request sends a request to the leader, retrying while no coordinator answers (an election),
+// the answering one does not lead (or lost the lead while serving it), or it could not reach the
+// artifact store, until ctx ends.
 func (c *Client) request(ctx context.Context, subject string, v any, decode func([]byte) (*protocol.Error, error)) error {
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		m, err := c.nc.RequestWithContext(rctx, subject, protocol.Encode(v))
+		wctx, stop := natsconn.Watch(rctx, c.nc)
+		m, err := c.nc.RequestWithContext(wctx, subject, protocol.Encode(v))
+		lost := natsconn.Dropped(rctx, wctx) // the connection dropped: ask again once it is back
+		stop()
 		cancel()
+		if err != nil && lost {
+			err = context.DeadlineExceeded
+		}
 		if err == nil {
 			perr, derr := decode(m.Data)
 			if derr != nil {
@@ -72,7 +82,7 @@ func (c *Client) request(ctx context.Context, subject string, v any, decode func
 			if perr == nil {
 				return nil
 			}
-			if perr.Code != protocol.CodeNotLeader {
+			if perr.Code != protocol.CodeNotLeader && perr.Code != protocol.CodeUnavailable {
 				return &RefusedError{Code: perr.Code, Message: perr.Message}
 			}
 		} else if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
@@ -102,9 +112,17 @@ func (c *Client) refused(subject string) error {
 	return nil
 }
 
-// Submit submits a merge and returns the job id.
+// Submit submits a merge and returns the job id. The submission gets a random request id (unless
+// it has one), so that sending it again after a leader change cannot start a second job.
 func (c *Client) Submit(ctx context.Context, sub protocol.Submit) (string, error) {
 	sub.Head = protocol.NewHead()
+	if sub.Request == "" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		sub.Request = hex.EncodeToString(b[:])
+	}
 	var job string
 	err := c.request(ctx, protocol.SubjectSubmit, sub, func(b []byte) (*protocol.Error, error) {
 		r, err := protocol.DecodeSubmitReply(b)
@@ -122,8 +140,18 @@ func (c *Client) Submit(ctx context.Context, sub protocol.Submit) (string, error
 
 // Status returns the cluster's status (one job, or all when job is "").
 func (c *Client) Status(ctx context.Context, job string) (protocol.StatusReply, error) {
+	return c.status(ctx, job, false)
+}
+
+// StatusEvents is Status with each job's event history (which leader dispatched, committed or
+// ignored which task attempt, and the takeovers).
+func (c *Client) StatusEvents(ctx context.Context, job string) (protocol.StatusReply, error) {
+	return c.status(ctx, job, true)
+}
+
+func (c *Client) status(ctx context.Context, job string, events bool) (protocol.StatusReply, error) {
 	var out protocol.StatusReply
-	err := c.request(ctx, protocol.SubjectStatus, protocol.JobRequest{Head: protocol.NewHead(), Job: job}, func(b []byte) (*protocol.Error, error) {
+	err := c.request(ctx, protocol.SubjectStatus, protocol.JobRequest{Head: protocol.NewHead(), Job: job, Events: events}, func(b []byte) (*protocol.Error, error) {
 		r, err := protocol.DecodeStatusReply(b)
 		out = r
 		return r.Error, err
@@ -193,6 +221,14 @@ func (c *Client) Fetch(ctx context.Context, job string) ([]protocol.File, error)
 		return nil, err
 	}
 	kind, content, err := c.store.Get(ctx, coordinator.ResultsJob(job), ref)
+	for errors.Is(err, protocol.ErrUnavailable) && ctx.Err() == nil {
+		// NATS is restarting: read again once it is back.
+		select {
+		case <-ctx.Done():
+		case <-time.After(c.Retry):
+		}
+		kind, content, err = c.store.Get(ctx, coordinator.ResultsJob(job), ref)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("job %s: output files %s: %w", job, ref, err)
 	}

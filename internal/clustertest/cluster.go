@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/iteris-dev/iteris/internal/artifact"
@@ -22,6 +24,8 @@ type Options struct {
 	Coordinators, Workers int
 	// Lease and WorkerTimeout are the coordinators' timeouts (defaults 10 s and 3 s).
 	Lease, WorkerTimeout time.Duration
+	// Heartbeat is the workers' --heartbeat (default 200 ms).
+	Heartbeat time.Duration
 	// WorkerMemory is each worker's --memory (default 4GiB).
 	WorkerMemory string
 	// NATS configures the nats-server (users, TLS, permissions; the zero value has none).
@@ -47,6 +51,8 @@ type Cluster struct {
 	dir          string
 	peers        string
 	metrics      map[string]string // process name -> --metrics-addr
+	mu           sync.Mutex
+	client       *client.Client
 }
 
 // StartCluster starts the nats-server, the coordinators and the workers.
@@ -60,6 +66,9 @@ func StartCluster(t testing.TB, opt Options) *Cluster {
 	}
 	if opt.WorkerMemory == "" {
 		opt.WorkerMemory = "4GiB"
+	}
+	if opt.Heartbeat == 0 {
+		opt.Heartbeat = 200 * time.Millisecond
 	}
 	c := &Cluster{t: t, opt: opt, NATS: natstest.Start(t, opt.NATS), dir: t.TempDir(), metrics: map[string]string{}}
 	var peers []string
@@ -87,7 +96,7 @@ func StartCluster(t testing.TB, opt Options) *Cluster {
 func (c *Cluster) StartWorker(id string) *Proc {
 	c.t.Helper()
 	args := append([]string{"worker", "--id", id, "--nats", c.NATS.URL(), "--memory", c.opt.WorkerMemory,
-		"--data-dir", c.WorkerDir(id), "--heartbeat", "200ms"}, c.metricsArgs(id)...)
+		"--data-dir", c.WorkerDir(id), "--heartbeat", c.opt.Heartbeat.String()}, c.metricsArgs(id)...)
 	args = append(args, c.args("worker", id)...)
 	p := Start(c.t, id, Root(), append(args, c.opt.WorkerArgs...)...)
 	c.Workers = append(c.Workers, p)
@@ -118,10 +127,16 @@ func (c *Cluster) MetricsAddr(name string) string { return c.metrics[name] }
 // WorkerDir is a worker's --data-dir.
 func (c *Cluster) WorkerDir(id string) string { return filepath.Join(c.dir, "workers", id) }
 
-// Client returns a job API client connected to the cluster's NATS server.
+// Client returns the cluster's job API client (one connection to the cluster's NATS server, made
+// at the first call, which reconnects quickly and for ever when the server restarts).
 func (c *Cluster) Client() *client.Client {
 	c.t.Helper()
-	nc := c.NATS.Connect()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.client != nil {
+		return c.client
+	}
+	nc := c.NATS.Connect(nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	js, err := jetstream.New(nc)
 	if err != nil {
 		c.t.Fatal(err)
@@ -130,7 +145,9 @@ func (c *Cluster) Client() *client.Client {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return client.New(nc, store)
+	c.client = client.New(nc, store)
+	c.client.Retry, c.client.Poll = 100*time.Millisecond, 100*time.Millisecond
+	return c.client
 }
 
 // Submit starts `iteris submit CONFIG OUT --wait` (relative paths resolve against the

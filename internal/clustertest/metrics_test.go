@@ -16,9 +16,9 @@ import (
 	"github.com/iteris-dev/iteris/internal/metrics"
 )
 
-// jacobiConfig is the paper's setting with two solves on the tiny-skills adapters: a quick merge
+// quickJacobi is the paper's setting with two solves on the tiny-skills adapters: a quick merge
 // with three steps (calibrate, jacobi 1, jacobi 2), so 6 tasks on 2 shards.
-const jacobiConfig = `base_model: testdata/tiny-skills/model
+const quickJacobi = `base_model: testdata/tiny-skills/model
 method: iteris
 adapters:
   - {name: rev, path: testdata/tiny-skills/adapters/rev, calibration: testdata/tiny-skills/data/rev/calib.jsonl}
@@ -136,7 +136,7 @@ func TestLoopbackMetricsAndHealth(t *testing.T) {
 		}()
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	waitSubmit(t, c.Submit(writeConfig(t, jacobiConfig), out, "--workers", "2"), out)
+	waitSubmit(t, c.Submit(writeConfig(t, quickJacobi), out, "--workers", "2"), out)
 	close(stop)
 	wg.Wait()
 	for _, name := range workers {
@@ -238,7 +238,7 @@ func TestWorkersExitAfterJob(t *testing.T) {
 	}
 	c := StartCluster(t, Options{Coordinators: 1, Workers: 2, WorkerArgs: []string{"--exit-after-job"}})
 	out := filepath.Join(t.TempDir(), "out")
-	waitSubmit(t, c.Submit(writeConfig(t, jacobiConfig), out, "--workers", "2"), out)
+	waitSubmit(t, c.Submit(writeConfig(t, quickJacobi), out, "--workers", "2"), out)
 	for _, w := range c.Workers {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := w.Wait(ctx)

@@ -78,5 +78,5 @@ func TestRollingRestartOfCoordinators(t *testing.T) {
 		t.Error("no coordinator logged a leader change")
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	waitSubmit(t, c.Submit(writeConfig(t, jacobiConfig), out, "--workers", "2"), out)
+	waitSubmit(t, c.Submit(writeConfig(t, quickJacobi), out, "--workers", "2"), out)
 }
