@@ -89,11 +89,11 @@ func parallelRows(rows, minRows int, f func(lo, hi int)) {
 
 // Scratch buffers of a layer's forward pass, reused across calls (see workspace).
 const (
-	bufNorm = iota // input_layernorm / post_attention_layernorm output
-	bufQKV         // fused q|k|v projection, rows x (heads + 2 kv_heads) * head_dim
-	bufAttn        // attention output
-	bufGateUp      // fused gate|up projection, rows x 2 intermediate
-	bufAct         // silu(gate) * up
+	bufNorm   = iota // input_layernorm / post_attention_layernorm output
+	bufQKV           // fused q|k|v projection, rows x (heads + 2 kv_heads) * head_dim
+	bufAttn          // attention output
+	bufGateUp        // fused gate|up projection, rows x 2 intermediate
+	bufAct           // silu(gate) * up
 	numBufs
 )
 
