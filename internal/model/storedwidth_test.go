@@ -176,3 +176,23 @@ func TestStoredWidthBitIdentical(t *testing.T) {
 		}
 	})
 }
+
+func TestHeldBytes(t *testing.T) {
+	for _, tc := range []struct {
+		dir  string
+		want int
+	}{{"model", 4}, {"model-bf16", 2}} {
+		dir := filepath.Join(fixtureDir, tc.dir)
+		cfg, err := LoadConfig(filepath.Join(dir, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := CheckpointHeldBytes(dir, cfg)
+		if err != nil || got != tc.want {
+			t.Errorf("CheckpointHeldBytes(%s) = %d, %v; want %d", tc.dir, got, err, tc.want)
+		}
+	}
+	if _, err := CheckpointHeldBytes(t.TempDir(), Config{}); err == nil {
+		t.Error("CheckpointHeldBytes of a directory without a checkpoint: no error")
+	}
+}
