@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"gonum.org/v1/gonum/blas/gonum"
 )
@@ -94,11 +95,11 @@ func (m *Model) attend(l int, st *State, in qkv, out []float32) {
 			j := jobs[i]
 			o, start, n := st.Offsets[j.s], st.Start[j.s], min(AttentionBlock, st.Lens[j.s]-j.r0)
 			L := start + st.Lens[j.s]
-			if cap(scores) < L {
-				scores = make([]float32, L)
+			if cap(scores) < 2*L {
+				scores = make([]float32, 2*L)
 			}
 			rows := blockRows{q: in.q[(o+j.r0)*in.ldq:], ldq: in.ldq, out: out[(o+j.r0)*ld:], ldo: ld, n: n, first: start + j.r0, keys: L}
-			a.group1(rows, keys[j.s], j.kv, scores[:L])
+			a.group1(rows, keys[j.s], j.kv, scores[:2*L])
 		}
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(jobs))
@@ -140,7 +141,7 @@ type attender struct {
 }
 
 // group1 computes the block's rows for every query head of key/value head kv. scores is scratch
-// of one row of keys.
+// of two rows of keys.
 func (a attender) group1(b blockRows, kv kvRows, g int, scores []float32) {
 	// gonum's Sgemm for the block's n x keys score product sums each dot product over all of
 	// head_dim on its serial path, and in 64-wide blocks of head_dim on its parallel one (4 or
@@ -155,33 +156,56 @@ func (a attender) group1(b blockRows, kv kvRows, g int, scores []float32) {
 
 // row computes query row i of head h: the scores of the visible positions (the masked ones are
 // never computed; gonum computed them and the softmax zeroed them), their causal softmax, and the
-// weighted sum of the values, each value row added with gonum's axpy in position order and
-// skipped where its weight is zero, as gonum's Sgemm does.
+// weighted sum of the values, each value row added in position order and skipped where its
+// weight is zero, as gonum's Sgemm does. scores has room for 2 x keys values.
 func (a attender) row(b blockRows, kv kvRows, g, h, i int, split bool, scores []float32) {
 	d := a.d
 	q := b.q[i*b.ldq+h*d:][:d]
 	lim := b.first + i + 1
-	sc := scores[:lim]
-	for j := range sc {
-		k := kv.k[j*kv.ld+g*d:][:d]
-		s := float32(0)
-		if !split {
-			s += a.scale * smallBLAS.Sdot(d, q, 1, k, 1)
-		} else {
-			for c := 0; c < d; c += 64 {
-				e := min(c+64, d)
-				s += a.scale * smallBLAS.Sdot(e-c, q[c:e], 1, k[c:e], 1)
-			}
+	sc, dots := scores[:lim], scores[b.keys:b.keys+lim]
+	k := kv.k[g*d:]
+	for c := 0; c < d; c += 64 {
+		e := d
+		if split {
+			e = min(c+64, d)
 		}
-		sc[j] = s
+		a.dots(q[c:e], k[c:], kv.ld, dots)
+		for j, dot := range dots {
+			if c == 0 {
+				sc[j] = 0
+			}
+			sc[j] += a.scale * dot
+		}
+		if !split {
+			break
+		}
 	}
 	causalSoftmax(sc, lim)
 	out := b.out[i*b.ldo+h*d:][:d]
 	clear(out)
+	v := kv.v[g*d:]
+	if useAVX && d%8 == 0 {
+		axpysAVX(&out[0], d, &sc[0], &v[0], kv.ld, lim)
+		return
+	}
 	for j, p := range sc {
 		if p != 0 {
-			smallBLAS.Saxpy(d, p, kv.v[j*kv.ld+g*d:], 1, out, 1)
+			smallBLAS.Saxpy(d, p, v[j*kv.ld:], 1, out, 1)
 		}
+	}
+}
+
+// dots sets out[j] to gonum's dot product of q and key row j (k[j*ld:], len(q) values): with
+// the AVX kernel where its operands allow (the key rows 16-byte aligned, len(q) a multiple of
+// 16), else through gonum's Sdot.
+func (a attender) dots(q, k []float32, ld int, out []float32) {
+	n := len(q)
+	if useAVX && n%16 == 0 && ld%4 == 0 && uintptr(unsafe.Pointer(&k[0]))%16 == 0 {
+		dotsAVX(&q[0], &k[0], ld, n, &out[0], len(out))
+		return
+	}
+	for j := range out {
+		out[j] = smallBLAS.Sdot(n, q, 1, k[j*ld:], 1)
 	}
 }
 
