@@ -86,6 +86,9 @@ func mulT(x []float32, ldx, rows int, ws []Weight, y []float32, ldy int, beta fl
 	if len(ws) > 1 && fusable(rows, k, ws) {
 		if f, ok := contiguous(ws); ok {
 			gemmNT(x, ldx, rows, k, f, len(f)/k, y, ldy, beta)
+			for _, w := range ws {
+				runtime.KeepAlive(w.keep)
+			}
 			return
 		}
 		if ws[0].dtype != safetensors.F32 {

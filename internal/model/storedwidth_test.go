@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -194,5 +195,79 @@ func TestHeldBytes(t *testing.T) {
 	}
 	if _, err := CheckpointHeldBytes(t.TempDir(), Config{}); err == nil {
 		t.Error("CheckpointHeldBytes of a directory without a checkpoint: no error")
+	}
+}
+
+// convertedCopy writes the checkpoint in dir with every tensor stored as dt into a new directory.
+func convertedCopy(t *testing.T, dir string, dt safetensors.DType) string {
+	t.Helper()
+	out := widenedCopy(t, dir)
+	f, err := safetensors.Open(filepath.Join(out, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ts []safetensors.Tensor
+	for _, name := range f.Names() {
+		info, _ := f.Info(name)
+		v, err := f.Float32(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, safetensors.Tensor{Name: name, DType: dt, Shape: info.Shape, Data: v})
+	}
+	f.Close()
+	if err := safetensors.WriteFile(filepath.Join(out, "model.safetensors"), ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestF16StoredWidthBitIdentical holds a float16 copy of the fixture model at 2 bytes per weight
+// against the float32 weights its values stand for, bit for bit, on both backends.
+func TestF16StoredWidthBitIdentical(t *testing.T) {
+	smallTiles(t, 16<<10, 64)
+	dir := convertedCopy(t, filepath.Join(fixtureDir, "model"), safetensors.F16)
+	f16, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := f16.Layers[2].Down.W; w.DType() != safetensors.F16 || w.Bytes() != int64(2*w.Len()) {
+		t.Fatalf("down_proj held as %s in %d bytes; want F16 at 2 bytes per weight", w.DType(), w.Bytes())
+	}
+	seqs := randomBatch(rand.New(rand.NewPCG(13, 14)), 64, 18, f16.Config.Vocab)
+	backends(t, func(t *testing.T) {
+		want := run(t, upcast(f16), seqs)
+		got := run(t, f16, seqs)
+		for i := range want {
+			sameBits(t, fmt.Sprintf("output %d", i), got[i], want[i])
+		}
+	})
+}
+
+func TestWeightAccessors(t *testing.T) {
+	bits := []uint16{0x3c00, 0xc000, 0x0001, 0x7c00, 0x8000, 0x3555} // 1, -2, 2^-24, +Inf, -0, ~1/3
+	w := Weight{dtype: safetensors.F16, rows: 2, cols: 3, u16: bits}
+	if r, c := w.Dims(); r != 2 || c != 3 || w.Len() != 6 || w.Bytes() != 12 || w.Mapped() {
+		t.Errorf("Dims %d x %d, Len %d, Bytes %d, Mapped %v; want 2 x 3, 6, 12, false", r, c, w.Len(), w.Bytes(), w.Mapped())
+	}
+	f32, f64 := w.Float32(), w.Float64()
+	for i, h := range bits {
+		want := safetensors.Float16ToFloat32(h)
+		if math.Float32bits(f32[i]) != math.Float32bits(want) || math.Float64bits(f64[i]) != math.Float64bits(float64(want)) {
+			t.Errorf("element %d (%#04x): Float32 %v, Float64 %v; want %v", i, h, f32[i], f64[i], want)
+		}
+	}
+	cols := make([]float32, 4)
+	w.widenCols(cols, 1, 3)
+	if want := []float32{f32[1], f32[2], f32[4], f32[5]}; fmt.Sprint(cols) != fmt.Sprint(want) {
+		t.Errorf("widenCols(1, 3) = %v, want %v", cols, want)
+	}
+	a := Float32Weight(1, 2, []float32{1, 2})
+	if !a.Shares(a) || a.Shares(Float32Weight(1, 2, []float32{1, 2})) || a.Shares(w) {
+		t.Error("Shares: a weight shares its own values and no one else's")
+	}
+	f32[0] = 9
+	if w.Float32()[0] != 1 {
+		t.Error("Float32 returned the held values, not a copy")
 	}
 }

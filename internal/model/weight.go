@@ -35,7 +35,8 @@ func newMapping(ck io.Closer) *mapping {
 	return mp
 }
 
-// Float32Weight returns a float32 weight of rows x cols holding data (row-major, used in place).
+// Float32Weight returns a float32 weight of rows x cols holding data (row-major, used in place and
+// never modified). It panics when data does not have rows x cols values.
 func Float32Weight(rows, cols int, data []float32) Weight {
 	if len(data) != rows*cols {
 		panic("model: Float32Weight: data does not hold rows x cols values")
@@ -66,15 +67,26 @@ func (w Weight) elemBytes() int {
 	return 2
 }
 
-// Float32 returns the values in float32: for an F32 weight the held values themselves (which
-// must not be modified), for a 16-bit weight a fresh widened copy.
+// Float32 returns a fresh copy of the values in float32.
 func (w Weight) Float32() []float32 {
-	if w.dtype == safetensors.F32 {
-		return w.f32
-	}
 	out := make([]float32, w.Len())
-	w.widen(out, 0)
+	if w.Len() > 0 {
+		w.widen(out, 0)
+	}
 	return out
+}
+
+// Shares reports whether w and o hold their values in the same memory (a tied lm_head shares the
+// embeddings'), rather than equal values in two places.
+func (w Weight) Shares(o Weight) bool {
+	switch {
+	case w.dtype != o.dtype || w.Len() != o.Len() || w.Len() == 0:
+		return false
+	case w.dtype == safetensors.F32:
+		return &w.f32[0] == &o.f32[0]
+	default:
+		return &w.u16[0] == &o.u16[0]
+	}
 }
 
 // Float64 returns a fresh copy of the values in float64.
@@ -156,9 +168,4 @@ var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
 })
 
 // float32Copy returns a fresh float32 copy of the values.
-func (w Weight) float32Copy() []float32 {
-	if w.dtype == safetensors.F32 {
-		return append([]float32(nil), w.f32...)
-	}
-	return w.Float32()
-}
+func (w Weight) float32Copy() []float32 { return w.Float32() }
