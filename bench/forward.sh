@@ -10,6 +10,7 @@
 #    GOMAXPROCS threads and on OpenBLAS with one thread.
 # 2. bench/forward_torch.py reads the same directory, checks its logits against Go's, and times
 #    the same batch with torch.set_num_threads(N) for each N in $THREADS.
+# The summary names the BLAS kernel each side ran (OpenBLAS's core and threads).
 #
 # Environment: ITERIS_BENCH_DIR (default ${TMPDIR:-/tmp}/iteris-bench-forward), PYTHON (default: the
 # first of /usr/bin/python3, python3 that imports torch), BENCHTIME (default 5x), RUNS (PyTorch
@@ -74,4 +75,6 @@ for t in $THREADS; do
 	printf '%-34s %12s %12s %12s\n' "pytorch (set_num_threads $t)" \
 		"$(awk '{print $6}' <<<"$line")" "$(awk '{print $4}' <<<"$line")" "$(awk '{print $8}' <<<"$line")"
 done
+grep -m1 -E '_test.go:[0-9]+: openblas ' "$out/go.txt" | sed -E 's/.*_test.go:[0-9]+: /kernel go: /' || true
+grep -m1 '^KERNEL torch' "$out/torch${THREADS%% *}.txt" | sed 's/^KERNEL torch: /kernel torch: /' || true
 grep -h '^check ' "$out/torch${THREADS%% *}.txt" || true

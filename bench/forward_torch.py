@@ -14,10 +14,13 @@ its bench_sequences metadata, and the logits of its check_sequences are compared
 logits.<backend> tensor in it: the script prints max|torch - go| / max|go| and exits with status 1
 when it exceeds --tol.
 
+It also prints the BLAS library torch runs on and its kernel (OpenBLAS's core and threads).
+
 Needs only torch and numpy (no transformers, no safetensors package).
 """
 
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -52,6 +55,21 @@ def read_safetensors(path):
             a = (a.astype(np.uint32) << 16).view(np.float32)
         out[name] = torch.from_numpy(a.astype(np.float32).reshape(info["shape"]))
     return out, meta
+
+
+def blas_kernel():
+    """Names the OpenBLAS library, version, core and thread count loaded in this process (the one
+    torch's BLAS calls reach), or says there is none."""
+    libs = sorted({l.split()[-1] for l in open("/proc/self/maps") if "openblas" in l and l.split()[-1].startswith("/")})
+    if not libs:
+        return "no OpenBLAS in the process (torch BLAS_INFO=%s)" % torch.__config__.show().split("BLAS_INFO=")[-1].split(",")[0]
+    lib = ctypes.CDLL(libs[0])
+    lib.openblas_get_config.restype = ctypes.c_char_p
+    core = "?"
+    if hasattr(lib, "openblas_get_corename"):
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        core = lib.openblas_get_corename().decode()
+    return "openblas %s (%s), core %s, %d threads" % (libs[0], lib.openblas_get_config().decode(), core, lib.openblas_get_num_threads())
 
 
 class Llama:
@@ -163,6 +181,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, attention via "
           f"{'scaled_dot_product_attention' if model.sdpa else 'matmul+softmax (no SDPA in this torch)'}; "
           f"loaded {model.params} parameters in {time.perf_counter() - t0:.1f} s")
+    print(f"KERNEL torch: {blas_kernel()}")
 
     go_path = os.path.join(args.model_dir, "go_logits.safetensors")
     worst = None

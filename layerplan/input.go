@@ -103,8 +103,9 @@ type Model struct {
 	QKVBias bool `json:"qkv_bias,omitempty"`
 	OBias   bool `json:"o_bias,omitempty"`
 	MLPBias bool `json:"mlp_bias,omitempty"`
-	// WeightBytes is the bytes per weight as held in memory: 4 for every checkpoint dtype
-	// today, because the engine upcasts to float32.
+	// WeightBytes is the bytes per weight as held in memory: 2 for a BF16 or F16 checkpoint
+	// (the engine keeps 16-bit weights at their width and widens tiles on the way into each
+	// product), 4 for F32 (and F64, narrowed to float32).
 	WeightBytes int `json:"weight_bytes"`
 }
 

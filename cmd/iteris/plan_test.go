@@ -212,3 +212,39 @@ func TestPlanMethods(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanCountsStoredWidth plans the merge on the bf16 copy of the fixture model: the engine
+// holds its weights at 2 bytes each, so the plan counts half the layer weights of the float32
+// model's plan.
+func TestPlanCountsStoredWidth(t *testing.T) {
+	layerWeights := func(base string) (int, int64) {
+		t.Helper()
+		path := planConfig(t, "iteris", "parameters: {samples: 2, completion_tokens: 8}\n", nil, "")
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := strings.Replace(string(raw), "base_model: "+fixture+"/model\n", "base_model: "+fixture+"/"+base+"\n", 1)
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := layerplan.Decode([]byte(runCLI(t, "plan", path, "--workers", "1", "--memory", "1GiB", "--json")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, part := range p.Shards[0].Footprint.Merge.Parts {
+			if part.Name == layerplan.PartLayerWeights {
+				return p.Input.Model.WeightBytes, part.Bytes
+			}
+		}
+		t.Fatalf("%s: no %s in the merge footprint %+v", base, layerplan.PartLayerWeights, p.Shards[0].Footprint.Merge)
+		return 0, 0
+	}
+	wb32, w32 := layerWeights("model")
+	wb16, w16 := layerWeights("model-bf16")
+	// 4 layers of (128 x 256 + 128 x 128 + 3 x 344 x 128 + 2 x 128) weights.
+	if wb32 != 4 || wb16 != 2 || w32 != 4*4*(128*256+128*128+3*344*128+2*128) || w16*2 != w32 {
+		t.Errorf("weight bytes %d (float32 model) and %d (bf16 copy), layer weights %d and %d bytes; want 4 and 2, %d and half of it",
+			wb32, wb16, w32, w16, 4*4*(128*256+128*128+3*344*128+2*128))
+	}
+}

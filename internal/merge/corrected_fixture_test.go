@@ -260,7 +260,7 @@ func observeLayer(m *model.Model, st *model.State, l int) *streams {
 func (s *rcSetup) solveSite(t *testing.T, name string, l, level int, merged map[string]*streams, rank int) siteResult {
 	t.Helper()
 	w0l, _ := s.base.Linear(name)
-	w0 := dense(w0l.Out, w0l.In, w0l.W)
+	w0 := dense(w0l.Out, w0l.In, w0l.W.Float32())
 	key := pointKey(l, levelPoint[level])
 	var gs []gram.Grams
 	var cross []*mat.Dense

@@ -33,9 +33,13 @@ func PlanInput(s *spec.Spec) (layerplan.Input, error) {
 		return layerplan.Input{}, err
 	}
 	shapes := model.ShapesOf(cfg)
+	held, err := model.CheckpointHeldBytes(s.BaseModel, cfg) // 2 for a BF16/F16 checkpoint (headers only)
+	if err != nil {
+		return layerplan.Input{}, err
+	}
 	in := layerplan.Input{Model: layerplan.Model{Layers: cfg.Layers, Hidden: cfg.Hidden, Intermediate: cfg.Intermediate,
 		Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: cfg.HeadDim, Vocab: cfg.Vocab, TiedEmbeddings: cfg.TieWordEmbeddings,
-		QKVBias: cfg.QKVBias, OBias: cfg.OBias, MLPBias: cfg.MLPBias, WeightBytes: 4}, Merge: PlanMerge(s)}
+		QKVBias: cfg.QKVBias, OBias: cfg.OBias, MLPBias: cfg.MLPBias, WeightBytes: held}, Merge: PlanMerge(s)}
 	var ads []*adapter.Adapter
 	names := map[string]bool{}
 	for _, a := range s.Adapters {

@@ -104,7 +104,7 @@ func linearBackward(l *Linear, x, dy []float32, rows int, dx []float32, g []LoRA
 	var DX blas32.General
 	if dx != nil {
 		DX = blas32.General{Rows: rows, Cols: l.In, Stride: l.In, Data: dx}
-		blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, DY, blas32.General{Rows: l.Out, Cols: l.In, Stride: l.In, Data: l.W}, 1, DX)
+		mulN(dy, rows, l.W, dx)
 	}
 	for j, u := range l.LoRAs {
 		A := blas32.General{Rows: u.R, Cols: l.In, Stride: l.In, Data: u.A}

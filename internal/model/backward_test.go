@@ -123,7 +123,7 @@ func to64(x []float32) []float64 {
 }
 
 func newRefLinear(l *Linear) *refLinear {
-	r := &refLinear{out: l.Out, in: l.In, w: to64(l.W), bias: to64(l.Bias)}
+	r := &refLinear{out: l.Out, in: l.In, w: to64(l.W.Float32()), bias: to64(l.Bias)}
 	for _, u := range l.LoRAs {
 		r.loras = append(r.loras, refLoRA{r: u.R, a: to64(u.A), b: to64(u.B), scale: float64(u.Scale)})
 	}

@@ -3,14 +3,8 @@ package model
 import (
 	"fmt"
 	"math"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
-	"gonum.org/v1/gonum/blas/gonum"
 )
 
 // Point names a place inside a decoder layer where linear-module inputs are observed. Modules that
@@ -130,7 +124,7 @@ func (m *Model) Start(seqs [][]int) (*State, error) {
 // slot's cached keys and values before the new ones. The model must hold the embeddings.
 func (m *Model) EmbedTokens(seqs [][]int, start []int, cache *Cache, slots []int) (*State, error) {
 	c := m.Config
-	if m.Embed == nil {
+	if m.Embed.Len() == 0 {
 		return nil, fmt.Errorf("%w: model %s holds layers [%d, %d) without the embeddings", ErrInvalid, m.Dir, m.Range.Lo, m.Range.Hi)
 	}
 	lens := make([]int, len(seqs))
@@ -148,7 +142,7 @@ func (m *Model) EmbedTokens(seqs [][]int, start []int, cache *Cache, slots []int
 				return nil, fmt.Errorf("%w: sequence %d, position %d: token id %d is outside the vocabulary of %d", ErrInvalid, i, j, tok, c.Vocab)
 			}
 			r := st.Offsets[i] + j
-			copy(st.H[r*c.Hidden:(r+1)*c.Hidden], m.Embed[tok*c.Hidden:(tok+1)*c.Hidden])
+			m.Embed.row(st.H[r*c.Hidden:(r+1)*c.Hidden], tok)
 		}
 	}
 	return st, nil
@@ -238,16 +232,22 @@ type tape struct {
 }
 
 // layer computes decoder layer l and returns the new residual stream (nil when stopped early).
-// A non-nil tp receives the intermediate values (and costs one copy of the mid residual and of the
-// gate projection).
+// A non-nil tp receives the intermediate values in buffers of their own (and costs one copy of
+// the mid residual, of q, k and v and of the gate and up projections); without one, the layer's
+// scratch comes from a reused workspace.
 func (m *Model) layer(l int, st *State, obs Observer, until Point, tp *tape) []float32 {
 	c := m.Config
 	L := m.Layers[l]
 	if L == nil {
 		panic(fmt.Sprintf("model: layer %d is outside the loaded range [%d, %d)", l, m.Range.Lo, m.Range.Hi))
 	}
+	var ws *workspace
+	if tp == nil {
+		ws = workspaces.Get().(*workspace)
+		defer workspaces.Put(ws)
+	}
 	T := st.Rows
-	xn := make([]float32, T*c.Hidden)
+	xn := ws.get(bufNorm, T*c.Hidden)
 	rmsNorm(xn, st.H, L.InputNorm, c.Hidden, c.RMSNormEps)
 	if obs != nil {
 		obs(l, PointAttn, xn, T)
@@ -255,12 +255,7 @@ func (m *Model) layer(l int, st *State, obs Observer, until Point, tp *tape) []f
 	if until == PointAttn {
 		return nil
 	}
-	q := linear(L.Q, xn, T)
-	k := linear(L.K, xn, T)
-	v := linear(L.V, xn, T)
-	applyRope(q, st, c.Heads, c.HeadDim)
-	applyRope(k, st, c.KVHeads, c.HeadDim)
-	ao := m.attention(l, st, q, k, v)
+	ao := m.selfAttention(l, st, xn, ws, tp)
 	if obs != nil {
 		obs(l, PointO, ao, T)
 	}
@@ -271,7 +266,7 @@ func (m *Model) layer(l int, st *State, obs Observer, until Point, tp *tape) []f
 	h := append([]float32(nil), st.H...)
 	linearInto(L.O, ao, T, h, 1)
 	if tp != nil {
-		tp.xn1, tp.q, tp.k, tp.v, tp.ao = xn, q, k, v, ao
+		tp.xn1, tp.ao = xn, ao
 		tp.mid = append([]float32(nil), h...)
 		xn = make([]float32, T*c.Hidden)
 	}
@@ -282,25 +277,66 @@ func (m *Model) layer(l int, st *State, obs Observer, until Point, tp *tape) []f
 	if until == PointMLP {
 		return nil
 	}
-	g := linear(L.Gate, xn, T)
-	u := linear(L.Up, xn, T)
-	if tp != nil {
-		tp.xn2, tp.gate, tp.up = xn, append([]float32(nil), g...), u
-	}
-	for i, gv := range g {
-		g[i] = float32(float64(gv)/(1+math.Exp(-float64(gv)))) * u[i]
-	}
+	act := m.gatedMLP(l, xn, T, ws, tp)
 	if obs != nil {
-		obs(l, PointDown, g, T)
+		obs(l, PointDown, act, T)
 	}
 	if until == PointDown {
 		return nil
 	}
 	if tp != nil {
-		tp.act = g
+		tp.xn2, tp.act = xn, act
 	}
-	linearInto(L.Down, g, T, h, 1)
+	linearInto(L.Down, act, T, h, 1)
 	return h
+}
+
+// selfAttention projects xn to queries, keys and values (one fused product, rows x (heads +
+// 2 kv_heads) * head_dim), rotates the queries and keys and returns the attention output.
+func (m *Model) selfAttention(l int, st *State, xn []float32, ws *workspace, tp *tape) []float32 {
+	c := m.Config
+	L := m.Layers[l]
+	T := st.Rows
+	qw, kw := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	ld := qw + 2*kw
+	qkvs := ws.get(bufQKV, T*ld)
+	project([]*Linear{L.Q, L.K, L.V}, xn, T, qkvs, ld, 0)
+	applyRope(qkvs, ld, st, c.Heads, c.HeadDim)
+	applyRope(qkvs[qw:], ld, st, c.KVHeads, c.HeadDim)
+	ao := ws.get(bufAttn, T*qw)
+	in := qkv{q: qkvs, k: qkvs[qw:], v: qkvs[qw+kw:], ldq: ld, ldkv: ld}
+	if qw%4 != 0 || kw%4 != 0 {
+		// gonum's dot product sums in an order that depends on where the key row sits relative
+		// to 16 bytes: keep the keys where separate projections put them.
+		in.k, in.v, in.ldkv = columns(qkvs, ld, T, qw, kw), columns(qkvs, ld, T, qw+kw, kw), kw
+	}
+	m.attend(l, st, in, ao)
+	if tp != nil {
+		tp.q, tp.k, tp.v = columns(qkvs, ld, T, 0, qw), columns(qkvs, ld, T, qw, kw), columns(qkvs, ld, T, qw+kw, kw)
+	}
+	return ao
+}
+
+// gatedMLP projects xn to gate and up (one fused product, rows x 2 intermediate) and returns
+// silu(gate) * up, the input of down_proj.
+func (m *Model) gatedMLP(l int, xn []float32, T int, ws *workspace, tp *tape) []float32 {
+	L := m.Layers[l]
+	I := m.Config.Intermediate
+	gu := ws.get(bufGateUp, T*2*I)
+	project([]*Linear{L.Gate, L.Up}, xn, T, gu, 2*I, 0)
+	if tp != nil {
+		tp.gate, tp.up = columns(gu, 2*I, T, 0, I), columns(gu, 2*I, T, I, I)
+	}
+	act := ws.get(bufAct, T*I)
+	parallelRows(T, 16, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			g, u, a := gu[r*2*I:r*2*I+I], gu[r*2*I+I:r*2*I+2*I], act[r*I:(r+1)*I]
+			for j, gv := range g {
+				a[j] = float32(float64(gv)/(1+math.Exp(-float64(gv)))) * u[j]
+			}
+		}
+	})
+	return act
 }
 
 // FinalNorm returns the final RMSNorm of the residual stream, rows x hidden.
@@ -377,49 +413,22 @@ func (m *Model) Forward(seqs [][]int, opt ForwardOptions) (*Output, error) {
 	return out, nil
 }
 
-// linear computes x W^T + bias + sum Scale (x A^T) B^T for rows rows of x.
-func linear(l *Linear, x []float32, rows int) []float32 {
-	y := make([]float32, rows*l.Out)
-	linearInto(l, x, rows, y, 0)
-	return y
-}
-
-// linearInto computes y = beta*y + x W^T + bias + sum Scale (x A^T) B^T (beta 0 or 1).
-func linearInto(l *Linear, x []float32, rows int, y []float32, beta float32) {
-	X := blas32.General{Rows: rows, Cols: l.In, Stride: l.In, Data: x}
-	Y := blas32.General{Rows: rows, Cols: l.Out, Stride: l.Out, Data: y}
-	blas32.Gemm(blas.NoTrans, blas.Trans, 1, X, blas32.General{Rows: l.Out, Cols: l.In, Stride: l.In, Data: l.W}, beta, Y)
-	for _, u := range l.LoRAs {
-		t := make([]float32, rows*u.R)
-		Tm := blas32.General{Rows: rows, Cols: u.R, Stride: u.R, Data: t}
-		blas32.Gemm(blas.NoTrans, blas.Trans, 1, X, blas32.General{Rows: u.R, Cols: l.In, Stride: l.In, Data: u.A}, 0, Tm)
-		blas32.Gemm(blas.NoTrans, blas.Trans, u.Scale, Tm, blas32.General{Rows: l.Out, Cols: u.R, Stride: u.R, Data: u.B}, 1, Y)
-	}
-	if l.Bias != nil {
-		for r := 0; r < rows; r++ {
-			yr := y[r*l.Out : (r+1)*l.Out]
-			for j, b := range l.Bias {
-				yr[j] += b
-			}
-		}
-	}
-}
-
 // rmsNorm writes w * x / sqrt(mean(x^2) + eps) row by row (the mean taken in float64).
 func rmsNorm(dst, x, w []float32, width int, eps float64) {
-	rows := len(x) / width
-	for r := 0; r < rows; r++ {
-		xr := x[r*width : (r+1)*width]
-		var ss float64
-		for _, v := range xr {
-			ss += float64(v) * float64(v)
+	parallelRows(len(x)/width, 64, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			xr := x[r*width : (r+1)*width]
+			var ss float64
+			for _, v := range xr {
+				ss += float64(v) * float64(v)
+			}
+			inv := float32(1 / math.Sqrt(ss/float64(width)+eps))
+			dr := dst[r*width : (r+1)*width]
+			for j, v := range xr {
+				dr[j] = w[j] * (v * inv)
+			}
 		}
-		inv := float32(1 / math.Sqrt(ss/float64(width)+eps))
-		dr := dst[r*width : (r+1)*width]
-		for j, v := range xr {
-			dr[j] = w[j] * (v * inv)
-		}
-	}
+	})
 }
 
 // rope holds the inverse frequencies of the rotary embedding.
@@ -442,157 +451,22 @@ func (r *rope) fill(cos, sin []float32, pos int) {
 	}
 }
 
-// applyRope rotates each head of x (rows x heads*headDim) in place the way transformers'
-// rotate_half does: pairs (i, i + headDim/2).
-func applyRope(x []float32, st *State, heads, headDim int) {
+// applyRope rotates each head of x (rows of heads*headDim values, row stride ld) in place the
+// way transformers' rotate_half does: pairs (i, i + headDim/2).
+func applyRope(x []float32, ld int, st *State, heads, headDim int) {
 	half := headDim / 2
-	width := heads * headDim
-	for r := 0; r < st.Rows; r++ {
-		cs := st.cos[r*half : (r+1)*half]
-		sn := st.sin[r*half : (r+1)*half]
-		for h := 0; h < heads; h++ {
-			v := x[r*width+h*headDim : r*width+(h+1)*headDim]
-			for i := 0; i < half; i++ {
-				a, b := v[i], v[i+half]
-				v[i] = a*cs[i] - b*sn[i]
-				v[i+half] = b*cs[i] + a*sn[i]
+	parallelRows(st.Rows, 64, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			cs := st.cos[r*half : (r+1)*half]
+			sn := st.sin[r*half : (r+1)*half]
+			for h := 0; h < heads; h++ {
+				v := x[r*ld+h*headDim : r*ld+(h+1)*headDim]
+				for i := 0; i < half; i++ {
+					a, b := v[i], v[i+half]
+					v[i] = a*cs[i] - b*sn[i]
+					v[i+half] = b*cs[i] + a*sn[i]
+				}
 			}
 		}
-	}
-}
-
-// smallBLAS runs the attention's per-head products (see attention).
-var smallBLAS gonum.Implementation
-
-// Cache holds, for every layer and cache slot, the keys and values of all positions so far: what
-// greedy generation keeps between steps. A layer shard keeps a Cache for its own layers only.
-type Cache struct {
-	k, v  [][][]float32 // [layer][slot] -> positions x kvHeads*headDim
-	slots int
-}
-
-// NewCache returns an empty cache of the given number of slots for a model of the given number of
-// layers.
-func NewCache(layers, slots int) *Cache {
-	c := &Cache{k: make([][][]float32, layers), v: make([][][]float32, layers), slots: slots}
-	for l := range c.k {
-		c.k[l] = make([][]float32, slots)
-		c.v[l] = make([][]float32, slots)
-	}
-	return c
-}
-
-// attention computes causal grouped-query attention for every sequence of st and returns
-// rows x heads*headDim.
-func (m *Model) attention(l int, st *State, q, k, v []float32) []float32 {
-	c := m.Config
-	d := c.HeadDim
-	qw, kw := c.Heads*d, c.KVHeads*d
-	out := make([]float32, st.Rows*qw)
-	// Keys and values each sequence attends to: its cached past plus its new rows.
-	keys := make([][]float32, len(st.Lens))
-	vals := make([][]float32, len(st.Lens))
-	for s := range st.Lens {
-		o, n := st.Offsets[s], st.Lens[s]
-		kn, vn := k[o*kw:(o+n)*kw], v[o*kw:(o+n)*kw]
-		if st.cache != nil {
-			sl := st.slots[s]
-			st.cache.k[l][sl] = append(st.cache.k[l][sl], kn...)
-			st.cache.v[l][sl] = append(st.cache.v[l][sl], vn...)
-			keys[s], vals[s] = st.cache.k[l][sl], st.cache.v[l][sl]
-		} else {
-			keys[s], vals[s] = kn, vn
-		}
-	}
-	group := c.Heads / c.KVHeads
-	scale := float32(1 / math.Sqrt(float64(d)))
-	// One job is a block of at most AttentionBlock query rows of one head of one sequence, so
-	// the scores held at once are AttentionBlock x L per worker, not L x L.
-	type job struct{ s, h, r0 int }
-	jobs := make(chan job)
-	var wg sync.WaitGroup
-	njobs := 0
-	for _, n := range st.Lens {
-		njobs += c.Heads * ((n + AttentionBlock - 1) / AttentionBlock)
-	}
-	workers := min(runtime.GOMAXPROCS(0), njobs)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var scores []float32
-			for j := range jobs {
-				scores = m.attendBlock(st, j.s, j.h/group, j.h, j.r0, q, keys[j.s], vals[j.s], out, scale, scores)
-			}
-		}()
-	}
-	for s := range st.Lens {
-		for h := 0; h < c.Heads; h++ {
-			for r0 := 0; r0 < st.Lens[s]; r0 += AttentionBlock {
-				jobs <- job{s, h, r0}
-			}
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	return out
-}
-
-// causalSoftmax replaces the scores row with softmax(row[:lim]) (positions < lim are visible) and
-// zeros at the masked positions; the sum is taken in float64.
-func causalSoftmax(row []float32, lim int) {
-	mx := float32(math.Inf(-1))
-	for _, x := range row[:lim] {
-		if x > mx {
-			mx = x
-		}
-	}
-	var sum float64
-	for j := 0; j < lim; j++ {
-		e := math.Exp(float64(row[j] - mx))
-		row[j] = float32(e)
-		sum += e
-	}
-	inv := float32(1 / sum)
-	for j := 0; j < lim; j++ {
-		row[j] *= inv
-	}
-	for j := lim; j < len(row); j++ {
-		row[j] = 0
-	}
-}
-
-// AttentionBlock is the number of query rows whose attention scores are computed together: the
-// scores of one block take AttentionBlock x L float32 per worker for a sequence of L positions.
-// It is a multiple of gonum's 64-wide GEMM tile of at least 192, so a sequence longer than a
-// block gives bit for bit the result of computing all its rows at once (a block then has at least
-// four tiles, so gonum takes the same parallel path with the same summation order).
-const AttentionBlock = 256
-
-// attendBlock computes causal attention for query rows [r0, r0+AttentionBlock) of head h (key
-// and value head kv) of sequence s, writing them into out. scores is scratch space, returned
-// for reuse.
-func (m *Model) attendBlock(st *State, s, kv, h, r0 int, q, keys, vals, out []float32, scale float32, scores []float32) []float32 {
-	c := m.Config
-	d := c.HeadDim
-	qw, kw := c.Heads*d, c.KVHeads*d
-	o, start := st.Offsets[s]+r0, st.Start[s]
-	n := min(AttentionBlock, st.Lens[s]-r0)
-	L := start + st.Lens[s]
-	if cap(scores) < n*L {
-		scores = make([]float32, n*L)
-	}
-	S := blas32.General{Rows: n, Cols: L, Stride: L, Data: scores[:n*L]}
-	Q := blas32.General{Rows: n, Cols: d, Stride: qw, Data: q[o*qw+h*d:]}
-	K := blas32.General{Rows: L, Cols: d, Stride: kw, Data: keys[kv*d:]}
-	V := blas32.General{Rows: L, Cols: d, Stride: kw, Data: vals[kv*d:]}
-	// The per-head products are small and already run in parallel across heads: gonum's own
-	// kernel avoids a threaded BLAS's per-call overhead here.
-	smallBLAS.Sgemm(blas.NoTrans, blas.Trans, n, L, d, scale, Q.Data, Q.Stride, K.Data, K.Stride, 0, S.Data, S.Stride)
-	for i := 0; i < n; i++ {
-		causalSoftmax(S.Data[i*L:(i+1)*L], start+r0+i+1) // causal: positions < lim are visible
-	}
-	Out := blas32.General{Rows: n, Cols: d, Stride: qw, Data: out[o*qw+h*d:]}
-	smallBLAS.Sgemm(blas.NoTrans, blas.NoTrans, n, d, L, 1, S.Data, S.Stride, V.Data, V.Stride, 0, Out.Data, Out.Stride)
-	return scores
+	})
 }

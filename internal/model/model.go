@@ -26,8 +26,8 @@ type Linear struct {
 	Name string
 	// Out and In are the output and input widths.
 	Out, In int
-	// W is Out x In, row-major.
-	W []float32
+	// W is Out x In, held at the checkpoint's width.
+	W Weight
 	// Bias has Out entries, or is nil.
 	Bias []float32
 	// LoRAs are applied unmerged after the base product.
@@ -53,8 +53,9 @@ type Model struct {
 	Config Config
 	// Dir is the directory the model was loaded from.
 	Dir string
-	// Embed is Vocab x Hidden.
-	Embed []float32
+	// Embed is Vocab x Hidden, held at the checkpoint's width (the zero Weight when the range
+	// does not hold the embeddings).
+	Embed Weight
 	// Norm is the final RMSNorm weight.
 	Norm []float32
 	// LMHead maps hidden states to logits.
@@ -108,8 +109,11 @@ type TensorRead struct {
 	Bytes int64
 }
 
-// Load reads config.json and the safetensors checkpoint (single file or sharded) in dir. All
-// weights are converted to float32.
+// Load reads config.json and the safetensors checkpoint (single file or sharded) in dir. The
+// weights of the linear modules and the embeddings stay at the width they are stored at (F32, BF16
+// or F16; F64 is narrowed to float32), memory-mapped where the file allows; every product widens
+// 16-bit weights to float32 on the way into the GEMM, so the results are those of the float32
+// values. The norm weights and biases are converted to float32.
 func Load(dir string) (*Model, error) {
 	cfg, err := LoadConfig(configPath(dir))
 	if err != nil {
@@ -133,8 +137,14 @@ func LoadRange(dir string, r Range) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
-	defer ck.Close()
-	return build(cfg, dir, ck, r)
+	b := &builder{views: ck, closer: ck}
+	m, err := b.build(cfg, dir, ck, r)
+	if err != nil || b.keep == nil {
+		// Nothing aliases the mapping: close it now. Otherwise the weights keep it open, and
+		// a cleanup closes it once they are all unreachable.
+		ck.Close()
+	}
+	return m, err
 }
 
 // tensorSource is what build reads weights from.
@@ -233,43 +243,20 @@ func (c Config) layerLinears() []linearSpec {
 	}
 }
 
-// builder reads the tensors of one range; CheckCheckpoint has checked every shape already.
-type builder struct {
-	m   *Model
-	src tensorSource
-}
-
-func (b *builder) get(name string) ([]float32, error) {
-	if info, ok := b.src.Info(name); ok {
-		b.m.Read = append(b.m.Read, TensorRead{Name: name, Bytes: info.End - info.Begin})
-	}
-	return b.src.Float32(name)
-}
-
-func (b *builder) linear(name string, out, in int, bias bool) (*Linear, error) {
-	w, err := b.get(name + ".weight")
-	if err != nil {
-		return nil, err
-	}
-	l := &Linear{Name: name, Out: out, In: in, W: w}
-	if bias {
-		if l.Bias, err = b.get(name + ".bias"); err != nil {
-			return nil, err
-		}
-	}
-	return l, nil
-}
-
 func build(cfg Config, dir string, src tensorSource, r Range) (*Model, error) {
+	return (&builder{}).build(cfg, dir, src, r)
+}
+
+func (b *builder) build(cfg Config, dir string, src tensorSource, r Range) (*Model, error) {
 	if err := cfg.CheckCheckpoint(src, dir); err != nil {
 		return nil, err
 	}
 	m := &Model{Config: cfg, Dir: dir, Range: r, linears: map[string]*Linear{}, Layers: make([]*Layer, cfg.Layers)}
-	b := &builder{m: m, src: src}
+	b.m, b.src = m, src
 	c := cfg
 	var err error
 	if r.Embed || (r.Head && c.TieWordEmbeddings) {
-		if m.Embed, err = b.get("model.embed_tokens.weight"); err != nil {
+		if m.Embed, err = b.weight("model.embed_tokens.weight", c.Vocab, c.Hidden); err != nil {
 			return nil, err
 		}
 	}
@@ -279,8 +266,12 @@ func build(cfg Config, dir string, src tensorSource, r Range) (*Model, error) {
 		}
 		if c.TieWordEmbeddings {
 			m.LMHead = &Linear{Name: "lm_head", Out: c.Vocab, In: c.Hidden, W: m.Embed}
-		} else if m.LMHead, err = b.linear("lm_head", c.Vocab, c.Hidden, false); err != nil {
-			return nil, err
+		} else {
+			ls, err := b.linears([]linearSpec{{"lm_head", c.Vocab, c.Hidden, false}})
+			if err != nil {
+				return nil, err
+			}
+			m.LMHead = ls[0]
 		}
 	}
 	for i := r.Lo; i < r.Hi; i++ {
@@ -305,11 +296,22 @@ func (b *builder) layer(i int) (*Layer, error) {
 		return nil, err
 	}
 	dst := []**Linear{&l.Q, &l.K, &l.V, &l.O, &l.Gate, &l.Up, &l.Down}
-	for k, s := range c.layerLinears() {
-		if *dst[k], err = b.linear(p+s.name, s.out, s.in, s.bias); err != nil {
+	specs := c.layerLinears()
+	// q|k|v and gate|up read one input each and run as one product where they can: float32
+	// weights are laid out one after another for that (fused), 16-bit ones are fused tile by tile.
+	for _, g := range [][]int{{0, 1, 2}, {3}, {4, 5}, {6}} {
+		var group []linearSpec
+		for _, k := range g {
+			group = append(group, linearSpec{p + specs[k].name, specs[k].out, specs[k].in, specs[k].bias})
+		}
+		ls, err := b.linears(group)
+		if err != nil {
 			return nil, err
 		}
-		b.m.linears[p+s.name] = *dst[k]
+		for i, k := range g {
+			*dst[k] = ls[i]
+			b.m.linears[ls[i].Name] = ls[i]
+		}
 	}
 	return l, nil
 }
@@ -346,8 +348,8 @@ func (m *Model) LinearNames() []string {
 }
 
 // WithLoRA returns a variant of m in which each named linear module carries the given updates,
-// either merged into a copy of its weight (merged=true: W + Scale*B*A) or applied unmerged at run
-// time. Modules not named share m's weights. m itself is not changed.
+// either merged into a float32 copy of its weight (merged=true: W + Scale*B*A) or applied unmerged
+// at run time. Modules not named share m's weights. m itself is not changed.
 func (m *Model) WithLoRA(updates map[string][]LoRA, merged bool) (*Model, error) {
 	for name, ls := range updates {
 		l, ok := m.linears[name]
@@ -373,10 +375,11 @@ func (m *Model) WithLoRA(updates map[string][]LoRA, merged bool) (*Model, error)
 		}
 		c := *l
 		if merged {
-			c.W = append([]float32(nil), l.W...)
+			w := l.W.float32Copy()
 			for _, u := range ls {
-				addLowRank(c.W, u, l.Out, l.In)
+				addLowRank(w, u, l.Out, l.In)
 			}
+			c.W = Float32Weight(l.Out, l.In, w)
 			c.LoRAs = append([]LoRA(nil), l.LoRAs...)
 		} else {
 			c.LoRAs = append(append([]LoRA(nil), l.LoRAs...), ls...)

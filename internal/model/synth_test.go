@@ -277,10 +277,11 @@ func TestSynthModel(t *testing.T) {
 	// The weights are Std*N(0,1): the sample standard deviation of the embeddings (6400 draws)
 	// lies within 5% of 0.02.
 	var ss float64
-	for _, v := range m.Embed {
+	embed := m.Embed.Float32()
+	for _, v := range embed {
 		ss += float64(v) * float64(v)
 	}
-	if sd := ss / float64(len(m.Embed)); sd < 0.019*0.019 || sd > 0.021*0.021 {
+	if sd := ss / float64(len(embed)); sd < 0.019*0.019 || sd > 0.021*0.021 {
 		t.Errorf("embedding variance %.3g, want 0.02^2 = 4e-4 within 5%%", sd)
 	}
 	out, err := m.Forward(randomSeqs(3, []int{5, 9}, c.Vocab, 1), model.ForwardOptions{Logits: true})

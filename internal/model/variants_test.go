@@ -190,7 +190,7 @@ func TestVariantShapesAndBiases(t *testing.T) {
 					t.Errorf("%s: has bias %v, want %v", name, l.Bias != nil, wantBias)
 				}
 			}
-			if tied := &m.LMHead.W[0] == &m.Embed[0]; tied != m.Config.TieWordEmbeddings {
+			if tied := m.LMHead.W.Shares(m.Embed); tied != m.Config.TieWordEmbeddings {
 				t.Errorf("lm_head shares the embedding matrix: %v, tie_word_embeddings %v", tied, m.Config.TieWordEmbeddings)
 			}
 		})

@@ -12,7 +12,8 @@ import (
 
 // File is one open .safetensors file. Its data is memory-mapped read-only
 // (or read into memory where mapping fails). A File is safe for concurrent
-// use; slices returned by Raw stay valid until Close.
+// use; slices returned by Raw, Float32View and Uint16View stay valid until
+// Close.
 type File struct {
 	path    string
 	tensors map[string]TensorInfo
@@ -21,6 +22,7 @@ type File struct {
 
 	mu     sync.RWMutex
 	data   []byte // whole file; nil after Close
+	mapped bool   // data is a read-only mapping of the file (not a copy read into memory)
 	unmap  func() error
 	closed bool
 }
@@ -62,6 +64,7 @@ func Open(path string) (*File, error) {
 		return nil, err
 	}
 	f.unmap = unmap
+	f.mapped = ok
 	return f, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -163,6 +164,39 @@ func FuzzOpen(f *testing.F) {
 					t.Fatalf("Float32(%q) of %s: %v, want ErrUnsupportedDType", name, ti.DType, err)
 				}
 			}
+			checkViews(t, file, ti, vals)
 		}
 	})
+}
+
+// checkViews checks the in-place readers against Float32 (vals) for one tensor of a file that
+// opened: the right dtypes give every element (mapped or copied), the others ErrUnsupportedDType.
+func checkViews(t *testing.T, file *File, ti TensorInfo, vals []float32) {
+	t.Helper()
+	v32, _, err := file.Float32View(ti.Name)
+	if (err == nil) != (ti.DType == F32) || err != nil && !errors.Is(err, ErrUnsupportedDType) {
+		t.Fatalf("Float32View(%q) of %s: %v", ti.Name, ti.DType, err)
+	}
+	for i, v := range v32 {
+		if math.Float32bits(v) != math.Float32bits(vals[i]) {
+			t.Fatalf("Float32View(%q)[%d] = %v, Float32 gives %v", ti.Name, i, v, vals[i])
+		}
+	}
+	v16, _, err := file.Uint16View(ti.Name)
+	if (err == nil) != (ti.DType.Bits() == 16) || err != nil && !errors.Is(err, ErrUnsupportedDType) {
+		t.Fatalf("Uint16View(%q) of %s: %v", ti.Name, ti.DType, err)
+	}
+	if err == nil && len(v16) != ti.NumElements() {
+		t.Fatalf("Uint16View(%q): %d elements, want %d", ti.Name, len(v16), ti.NumElements())
+	}
+	if ti.DType == BF16 {
+		for i, h := range v16 {
+			if math.Float32bits(BFloat16ToFloat32(h)) != math.Float32bits(vals[i]) {
+				t.Fatalf("Uint16View(%q)[%d] = %#x, Float32 gives %v", ti.Name, i, h, vals[i])
+			}
+		}
+	}
+	if err := file.Release(ti.Name); err != nil {
+		t.Fatalf("Release(%q): %v", ti.Name, err)
+	}
 }

@@ -5,6 +5,7 @@ package safetensors
 import (
 	"os"
 	"syscall"
+	"unsafe"
 )
 
 // mapFile maps size bytes of f read-only. ok is false when mapping is not
@@ -18,4 +19,18 @@ func mapFile(f *os.File, size int64) (data []byte, unmap func() error, ok bool) 
 		return nil, nil, false
 	}
 	return b, func() error { return syscall.Munmap(b) }, true
+}
+
+// releasePages drops the whole pages inside b, a part of a read-only file
+// mapping, from the process's resident set (MADV_DONTNEED); later reads fault
+// them in again from the file.
+func releasePages(b []byte) error {
+	page := uintptr(os.Getpagesize())
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	lo := (start + page - 1) &^ (page - 1)
+	hi := (start + uintptr(len(b))) &^ (page - 1)
+	if hi <= lo {
+		return nil
+	}
+	return syscall.Madvise(b[lo-start:hi-start], syscall.MADV_DONTNEED)
 }

@@ -19,7 +19,7 @@ type LayerRecord = output.LayerRecord
 // w0 returns the base weight of a site in float64.
 func (u *Unit) w0(s *Site) *mat.Dense {
 	lin, _ := u.base.Linear(s.Name)
-	return mat.NewDense(lin.Out, lin.In, f64(lin.W))
+	return mat.NewDense(lin.Out, lin.In, lin.W.Float64())
 }
 
 // solveSite solves one site from its Grams. prev is the site's update from the previous solve
