@@ -1,8 +1,10 @@
 // Package sizing writes the stand-in of a production merge that the gpu overlay is sized for: a
 // Llama-3.1-8B-shaped base model (config.json of the real model's dimensions, the tiny-skills
-// tokenizer, a weights file without tensors) and four rank-16 LoRA adapters on q_proj and v_proj
+// tokenizer, a bfloat16 weights file whose header lists every tensor of the config, its data a
+// hole of a sparse file) and four rank-16 LoRA adapters on q_proj and v_proj
 // whose factors are zero (sparse files), with 64 calibration prompts of 200 bytes per task.
-// `iteris plan` reads only config.json, the adapters and the prompts, so its estimate for this
+// `iteris plan` reads only config.json, the checkpoint's header (which it checks against the
+// config), the adapters and the prompts, so its estimate for this
 // stand-in is the estimate for the real model with adapters of that shape; nothing else can run
 // on it.
 package sizing
@@ -52,7 +54,7 @@ func Write(dir, tokenizer string) error {
 	if err := writeJSON(filepath.Join(base, "config.json"), modelConfig()); err != nil {
 		return err
 	}
-	if err := writeSafetensors(filepath.Join(base, "model.safetensors"), nil); err != nil {
+	if err := writeSafetensors(filepath.Join(base, "model.safetensors"), "BF16", 2, baseTensors()); err != nil {
 		return err
 	}
 	for i, name := range Tasks {
@@ -92,16 +94,35 @@ type tensor struct {
 	shape []int
 }
 
-// writeSafetensors writes a float32 safetensors file whose data are zeros, as a sparse file.
-func writeSafetensors(path string, ts []tensor) error {
+// baseTensors lists the weights of the stand-in's base model (what config.json implies: the
+// embeddings, the final norm, the output head and each layer's two norms and seven linear
+// modules, without biases).
+func baseTensors() []tensor {
+	q, kv := Hidden, KVHeads*Hidden/Heads
+	ts := []tensor{{"model.embed_tokens.weight", []int{Vocab, Hidden}}, {"model.norm.weight", []int{Hidden}},
+		{"lm_head.weight", []int{Vocab, Hidden}}}
+	for l := 0; l < Layers; l++ {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		ts = append(ts, tensor{p + "input_layernorm.weight", []int{Hidden}}, tensor{p + "post_attention_layernorm.weight", []int{Hidden}},
+			tensor{p + "self_attn.q_proj.weight", []int{q, Hidden}}, tensor{p + "self_attn.k_proj.weight", []int{kv, Hidden}},
+			tensor{p + "self_attn.v_proj.weight", []int{kv, Hidden}}, tensor{p + "self_attn.o_proj.weight", []int{Hidden, q}},
+			tensor{p + "mlp.gate_proj.weight", []int{Intermediate, Hidden}}, tensor{p + "mlp.up_proj.weight", []int{Intermediate, Hidden}},
+			tensor{p + "mlp.down_proj.weight", []int{Hidden, Intermediate}})
+	}
+	return ts
+}
+
+// writeSafetensors writes a safetensors file of dtype (size bytes per value) whose data are
+// zeros, as a sparse file.
+func writeSafetensors(path, dtype string, size int64, ts []tensor) error {
 	header := map[string]any{"__metadata__": map[string]string{"format": "pt"}}
 	var off int64
 	for _, t := range ts {
-		n := int64(4)
+		n := size
 		for _, d := range t.shape {
 			n *= int64(d)
 		}
-		header[t.name] = map[string]any{"dtype": "F32", "shape": t.shape, "data_offsets": []int64{off, off + n}}
+		header[t.name] = map[string]any{"dtype": dtype, "shape": t.shape, "data_offsets": []int64{off, off + n}}
 		off += n
 	}
 	h, err := json.Marshal(header)
@@ -148,7 +169,7 @@ func writeAdapter(dir string) error {
 			ts = append(ts, tensor{p + "lora_A.weight", []int{Rank, Hidden}}, tensor{p + "lora_B.weight", []int{m.out, Rank}})
 		}
 	}
-	return writeSafetensors(filepath.Join(dir, "adapter_model.safetensors"), ts)
+	return writeSafetensors(filepath.Join(dir, "adapter_model.safetensors"), "F32", 4, ts)
 }
 
 // writePrompts writes Prompts calibration prompts of PromptBytes letters each.

@@ -2,9 +2,9 @@ package validate
 
 import (
 	"fmt"
-	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -19,8 +19,23 @@ type Env struct {
 	secret map[string]string // variable -> "secret/key" it reads
 }
 
-// SecretValue is the placeholder of a Secret's key in expanded args.
-func SecretValue(key string) string { return "secret-" + key }
+// SecretValue is the placeholder of a Secret's key in expanded values.
+func SecretValue(name, key string) string {
+	v := "secret-" + name + "-" + key
+	secretRefs.Store(v, name+"/"+key)
+	return v
+}
+
+// secretRefs maps the placeholders of SecretValue back to "name/key".
+var secretRefs sync.Map
+
+// describeValue names the Secret key a placeholder stands for ("Secret name/key"), else quotes v.
+func describeValue(v string) string {
+	if ref, ok := secretRefs.Load(v); ok {
+		return "Secret " + ref.(string)
+	}
+	return fmt.Sprintf("%q", v)
+}
 
 // NewEnv returns the environment of container c in the pod named pod.
 func NewEnv(s *Set, c *corev1.Container, pod string) Env {
@@ -33,7 +48,7 @@ func NewEnv(s *Set, c *corev1.Container, pod string) Env {
 			e.vals[v.Name] = map[string]string{"metadata.name": pod, "metadata.namespace": s.Namespace,
 				"status.podIP": "10.0.0.1", "spec.nodeName": "node-1"}[v.ValueFrom.FieldRef.FieldPath]
 		case v.ValueFrom.SecretKeyRef != nil:
-			e.vals[v.Name] = SecretValue(v.ValueFrom.SecretKeyRef.Key)
+			e.vals[v.Name] = SecretValue(v.ValueFrom.SecretKeyRef.Name, v.ValueFrom.SecretKeyRef.Key)
 			e.secret[v.Name] = v.ValueFrom.SecretKeyRef.Name + "/" + v.ValueFrom.SecretKeyRef.Key
 		case v.ValueFrom.ConfigMapKeyRef != nil:
 			if cm, ok := s.ConfigMaps[v.ValueFrom.ConfigMapKeyRef.Name]; ok {
@@ -99,77 +114,6 @@ func CheckArgs(s *Set) []error {
 		}
 	}
 	return p
-}
-
-// secretish matches the names of variables that hold credentials.
-var secretish = regexp.MustCompile(`(?i)pass|secret|token|cred|nkey|seed`)
-
-// CheckSecrets checks that credentials come from a Secret and only from there: no Secret object
-// is rendered (it is created apart from the manifests, never committed), every secretKeyRef names
-// the same Secret, no variable with a credential's name has a literal value, and the NATS URL of
-// every iteris container takes its user and password from secretKeyRef variables.
-func CheckSecrets(s *Set) []error {
-	var p problems
-	for name := range s.Secrets {
-		p.add("Secret/%s: rendered from the manifests: credentials must be created apart (kubectl create secret), not committed", name)
-	}
-	secret := ""
-	for _, c := range s.Containers() {
-		for _, v := range c.C.Env {
-			switch {
-			case v.ValueFrom != nil && v.ValueFrom.SecretKeyRef != nil:
-				ref := v.ValueFrom.SecretKeyRef
-				if secret == "" {
-					secret = ref.Name
-				} else if ref.Name != secret {
-					p.add("%s: env %s reads Secret %q; the others read %q", c.ID(), v.Name, ref.Name, secret)
-				}
-			case v.ValueFrom == nil && secretish.MatchString(v.Name):
-				p.add("%s: env %s has a literal value: credentials must come from a Secret (valueFrom.secretKeyRef)", c.ID(), v.Name)
-			}
-		}
-		for _, e := range c.C.EnvFrom {
-			if e.ConfigMapRef != nil {
-				p.add("%s: envFrom ConfigMap %s: the environment of iteris pods is listed variable by variable", c.ID(), e.ConfigMapRef.Name)
-			}
-		}
-		if IsIteris(c.C) {
-			checkNATSURL(s, c, &p)
-		}
-	}
-	return p
-}
-
-// checkNATSURL checks that --nats carries credentials from the Secret, never literal ones.
-func checkNATSURL(s *Set, c Container, p *problems) {
-	env := NewEnv(s, c.C, c.W.PodName(0))
-	for _, a := range c.C.Args {
-		v, ok := strings.CutPrefix(a, "--nats=")
-		if !ok {
-			continue
-		}
-		for _, u := range strings.Split(v, ",") {
-			raw, _ := strings.CutPrefix(u, "nats://")
-			raw, _ = strings.CutPrefix(raw, "tls://")
-			userinfo, _, ok := strings.Cut(raw, "@")
-			if !ok {
-				p.add("%s: --nats %s has no credentials (the servers require a user and password)", c.ID(), u)
-				continue
-			}
-			user, pass, _ := strings.Cut(userinfo, ":")
-			for _, part := range []struct{ what, text string }{{"user", user}, {"password", pass}} {
-				m := regexp.MustCompile(`^\$\(([A-Za-z_][A-Za-z0-9_]*)\)$`).FindStringSubmatch(part.text)
-				if m == nil || env.secret[m[1]] == "" {
-					p.add("%s: --nats %s: the %s must be $(VAR) of a variable from a Secret, not %q", c.ID(), u, part.what, part.text)
-				}
-			}
-			if x, _ := env.Expand(u); !strings.Contains(x, "@") {
-				p.add("%s: --nats %s loses its credentials when expanded", c.ID(), u)
-			} else if _, err := url.Parse(x); err != nil {
-				p.add("%s: --nats %s: %v", c.ID(), u, err)
-			}
-		}
-	}
 }
 
 // CheckImages checks that every iteris container runs the same image: a coordinator refuses

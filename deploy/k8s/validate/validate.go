@@ -11,6 +11,13 @@ type Options struct {
 	// Models, when set, is a local directory holding what the merge config's paths under the
 	// models volume name (the sizing check plans the merge on it); "" skips the sizing check.
 	Models string
+	// Secrets are the Secrets the operator creates apart from the manifests (the commands in
+	// docs/operations.md), each with its keys: every Secret the manifests read must be one of
+	// them and have the keys they name.
+	Secrets map[string][]string
+	// Insecure allows --insecure (raft without TLS, NATS without TLS): the single-node dev
+	// overlay only, and never on more than one coordinator.
+	Insecure bool
 }
 
 // Report is the outcome of Validate.
@@ -36,10 +43,11 @@ func Validate(fsys filesys.FileSystem, dir string, opt Options) Report {
 	r.Errors = append(r.Errors, APIServer(objs)...)
 	s := NewSet(objs)
 	r.Set = s
-	for _, check := range []func(*Set) []error{CheckRefs, CheckArgs, CheckSecrets, CheckImages, CheckCoordinators, CheckNetworkPolicies} {
+	for _, check := range []func(*Set) []error{CheckRefs, CheckArgs, CheckImages, CheckCoordinators, CheckNetworkPolicies} {
 		r.Errors = append(r.Errors, check(s)...)
 	}
-	nats, errs := CheckNATS(s)
+	r.Errors = append(r.Errors, CheckSecrets(s, opt.Secrets, opt.Insecure)...)
+	nats, errs := CheckNATS(s, opt.Secrets)
 	r.Errors = append(r.Errors, errs...)
 	merge, errs := CheckJobs(s, opt.GPU)
 	r.Errors = append(r.Errors, errs...)

@@ -42,11 +42,23 @@ type overlay struct {
 	opt Options
 }
 
+// The Secrets docs/operations.md ("Deploying to Kubernetes") has the operator create: the NATS
+// passwords of the three roles, and for the base and gpu the NATS server's and the coordinators'
+// raft certificates (kubernetes.io/tls layout, as cert-manager writes them).
+var (
+	natsSecret = map[string][]string{"iteris-nats": {"coordinator-password", "worker-password", "client-password"}}
+	tlsSecrets = map[string][]string{
+		"iteris-nats":     natsSecret["iteris-nats"],
+		"iteris-nats-tls": {"ca.crt", "tls.crt", "tls.key"},
+		"iteris-raft-tls": {"ca.crt", "tls.crt", "tls.key"},
+	}
+)
+
 func overlays(t *testing.T) []overlay {
 	return []overlay{
-		{"base", Options{Models: testdata(t)}},
-		{"overlays/dev", Options{Models: testdata(t)}},
-		{"overlays/gpu", Options{GPU: true, Models: standIn(t)}},
+		{"base", Options{Models: testdata(t), Secrets: tlsSecrets}},
+		{"overlays/dev", Options{Models: testdata(t), Secrets: natsSecret, Insecure: true}},
+		{"overlays/gpu", Options{GPU: true, Models: standIn(t), Secrets: tlsSecrets}},
 	}
 }
 
@@ -110,18 +122,42 @@ var breakages = []breakage{
 	{"ordered start", "base", "base/coordinator.yaml", "podManagementPolicy: Parallel", "podManagementPolicy: OrderedReady", "spec.podManagementPolicy must be Parallel"},
 	{"budget below the quorum", "base", "base/coordinator.yaml", "minAvailable: 2", "minAvailable: 1", "minAvailable 1 for 3 coordinators, want the raft quorum 2"},
 	{"raft log on an emptyDir", "base", "base/coordinator.yaml", "--data-dir=/data/raft", "--data-dir=/tmp/raft", "--data-dir /tmp/raft is not on a volume claim template"},
-	// Credentials.
-	{"password inlined", "base", "base/coordinator.yaml", "            - name: NATS_PASSWORD\n              valueFrom:\n                secretKeyRef:\n                  name: iteris-nats\n                  key: password",
-		"            - name: NATS_PASSWORD\n              value: hunter2", "env NATS_PASSWORD has a literal value"},
-	{"password in the URL", "base", "base/submit.yaml", "nats://$(NATS_USER):$(NATS_PASSWORD)@", "nats://$(NATS_USER):hunter2@", `the password must be $(VAR) of a variable from a Secret, not "hunter2"`},
-	{"Secret committed", "base", "base/kustomization.yaml", "configMapGenerator:", "secretGenerator:\n  - name: iteris-nats\n    literals: [user=iteris, password=hunter2]\nconfigMapGenerator:", "rendered from the manifests"},
-	{"NATS password in the ConfigMap", "base", "base/nats.conf", "password: $NATS_PASSWORD", "password: hunter2", "must be $VARIABLES from the Secret"},
+	// Credentials: only from Secrets, never in args or ConfigMaps; every Secret key exists.
+	{"password inlined", "base", "base/coordinator.yaml", "            - name: ITERIS_NATS_PASSWORD\n              valueFrom:\n                secretKeyRef:\n                  name: iteris-nats\n                  key: coordinator-password",
+		"            - name: ITERIS_NATS_PASSWORD\n              value: hunter2", "env ITERIS_NATS_PASSWORD has a literal value"},
+	{"password in the URL", "base", "base/submit.yaml", "--nats=tls://iteris-nats:4222", "--nats=tls://client:hunter2@iteris-nats:4222", "--nats tls://client:xxxxx@iteris-nats:4222 holds credentials: give --nats-user"},
+	{"password in args", "base", "base/coordinator.yaml", "--nats=tls://iteris-nats:4222", "--nats=tls://coordinator:$(ITERIS_NATS_PASSWORD)@iteris-nats:4222",
+		"expands $(ITERIS_NATS_PASSWORD), which holds Secret iteris-nats/coordinator-password: a secret in args shows in the process list"},
+	{"no password", "base", "base/workers.yaml", "            - name: ITERIS_NATS_PASSWORD\n              valueFrom:\n                secretKeyRef:\n                  name: iteris-nats\n                  key: worker-password\n", "",
+		"--nats-user worker has no password: set $ITERIS_NATS_PASSWORD from a Secret"},
+	{"Secret committed", "base", "base/kustomization.yaml", "configMapGenerator:", "secretGenerator:\n  - name: iteris-nats\n    literals: [worker-password=hunter2]\nconfigMapGenerator:", "rendered from the manifests"},
+	{"NATS password in the ConfigMap", "base", "base/iteris.conf", "password: $ITERIS_WORKER_PASSWORD", "password: hunter2", `the password of user "worker" must be a $VARIABLE from the Secret`},
+	{"missing Secret key", "base", "base/workers.yaml", "key: worker-password", "key: worker-pasword", `env ITERIS_NATS_PASSWORD reads key "worker-pasword", which Secret iteris-nats does not have (its keys: client-password, coordinator-password, worker-password)`},
+	{"missing Secret key of a volume", "base", "base/nats.yaml", "              - key: tls.key", "              - key: tls-key", `volume "tls" lists key "tls-key", which Secret iteris-nats-tls does not have`},
+	{"Secret nobody creates", "base", "base/coordinator.yaml", "secretName: iteris-raft-tls", "secretName: iteris-raft-certs", `mounts Secret "iteris-raft-certs", which the documented commands do not create`},
+	{"insecure worker", "base", "base/workers.yaml", "            - --exit-after-job\n", "            - --exit-after-job\n            - --insecure\n", "--insecure: only the single-node dev overlay may connect without TLS"},
+	// Raft mutual TLS.
+	{"raft without TLS in gpu", "overlays/gpu", "base/coordinator.yaml", "            - --raft-ca=/etc/iteris/raft-tls/ca.crt\n            - --raft-cert=/etc/iteris/raft-tls/tls.crt\n            - --raft-key=/etc/iteris/raft-tls/tls.key\n",
+		"            - --insecure\n", "--insecure: raft without TLS between 3 coordinators: give --raft-ca, --raft-cert and --raft-key from a Secret"},
+	{"raft TLS incomplete", "base", "base/coordinator.yaml", "            - --raft-key=/etc/iteris/raft-tls/tls.key\n", "", "--raft-ca, --raft-cert and --raft-key go together"},
+	{"raft certificates not mounted", "overlays/gpu", "base/coordinator.yaml", "              mountPath: /etc/iteris/raft-tls\n", "              mountPath: /etc/iteris/raft\n", "--raft-ca /etc/iteris/raft-tls/ca.crt is on no mounted Secret"},
+	{"raft key not in the Secret", "base", "base/coordinator.yaml", "--raft-key=/etc/iteris/raft-tls/tls.key", "--raft-key=/etc/iteris/raft-tls/key.pem", `--raft-key /etc/iteris/raft-tls/key.pem: volume "raft-tls" mounted at /etc/iteris/raft-tls holds no key.pem (it holds ca.crt, tls.crt, tls.key)`},
+	{"NATS key to the clients", "base", "base/workers.yaml", "--nats-ca=/etc/iteris/nats-tls/ca.crt", "--nats-ca=/etc/iteris/nats-tls/tls.crt", `--nats-ca /etc/iteris/nats-tls/tls.crt: volume "nats-ca" mounted at /etc/iteris/nats-tls holds no tls.crt (it holds ca.crt)`},
 	// NATS.
 	{"NATS route missing", "base", "base/nats.conf", "    nats://iteris-nats-2.iteris-nats-headless:6222\n", "", "routes to [iteris-nats-0.iteris-nats-headless:6222 iteris-nats-1.iteris-nats-headless:6222]"},
 	{"NATS cluster port", "base", "base/nats.conf", "listen: 0.0.0.0:6222", "listen: 0.0.0.0:6223", "routes on port 6223, the container port cluster is 6222"},
 	{"NATS config refused", "base", "base/nats.conf", "lame_duck_duration: 30s", "lame_duck_duration: 3s", "invalid lame_duck_duration of 3s"},
 	{"NATS killed in lame duck", "base", "base/nats.yaml", "terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 20", "does not outlast"},
-	{"NATS URL on the wrong port", "base", "base/workers.yaml", "@iteris-nats:4222", "@iteris-nats:4333", "iteris-nats:4333 is not a Service of the NATS servers' client port"},
+	{"NATS URL on the wrong port", "base", "base/workers.yaml", "--nats=tls://iteris-nats:4222", "--nats=tls://iteris-nats:4333", "iteris-nats:4333 is not a Service of the NATS servers' client port"},
+	{"NATS certificate not mounted", "base", "base/nats.yaml", "              mountPath: /etc/nats/tls\n", "              mountPath: /etc/nats/certs\n", "refused by nats-server's parser: nats.conf:34:1: error parsing X509 certificate/key pair: open /etc/nats/tls/tls.crt: no such file or directory"},
+	{"plain URL to TLS servers", "base", "base/submit.yaml", "--nats=tls://iteris-nats:4222", "--nats=nats://iteris-nats:4222", "--nats nats://iteris-nats:4222: the servers of StatefulSet/iteris-nats require TLS: use tls:// with --nats-ca"},
+	{"no CA for the servers' certificate", "base", "base/workers.yaml", "            - --nats-ca=/etc/iteris/nats-tls/ca.crt\n", "", "--nats tls://iteris-nats:4222 without --nats-ca"},
+	{"TLS URL to plain servers", "overlays/dev", "overlays/dev/workers.yaml", "--nats=nats://iteris-nats:4222", "--nats=tls://iteris-nats:4222", "--nats tls://iteris-nats:4222: the servers of StatefulSet/iteris-nats have no tls block"},
+	{"another role's user", "base", "base/workers.yaml", "--nats-user=worker", "--nats-user=coordinator", `--nats-user coordinator, but a worker connects as the NATS user "worker"`},
+	{"role's user not in the server config", "base", "base/iteris.conf", "{user: client,", "{user: clients,", "--nats-user client is not a user of StatefulSet/iteris-nats's config (its users: clients, coordinator, worker)"},
+	{"another role's password", "base", "base/submit.yaml", "key: client-password", "key: worker-password",
+		"$ITERIS_NATS_PASSWORD is Secret iteris-nats/worker-password, but StatefulSet/iteris-nats's user client has the password of Secret iteris-nats/client-password"},
+	{"dev: insecure on three coordinators", "overlays/dev", "overlays/dev/coordinator.yaml", "  replicas: 1", "  replicas: 3", "--insecure: raft without TLS between 3 coordinators"},
 	// Jobs.
 	{"workers never end", "base", "base/workers.yaml", "            - --exit-after-job\n", "", "--exit-after-job is missing"},
 	{"budget above the limit", "base", "base/workers.yaml", "--memory=6GiB", "--memory=8GiB", "memory limit 7Gi is not above --memory=8GiB"},
@@ -203,5 +239,21 @@ func TestVolumeShell(t *testing.T) {
 	}
 	if len(s.Workloads) != 5 {
 		t.Fatalf("%d workloads, want the overlay's 4 and the shell", len(s.Workloads))
+	}
+}
+
+// The NATS users the base's ConfigMap holds are deploy/nats/iteris.conf's, byte for byte: the
+// least-privilege layout that internal/clustertest's permission tests run against.
+func TestNATSLayoutIsDeployNATS(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join(root(t), "..", "nats", "iteris.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(root(t), "base", "iteris.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("deploy/k8s/base/iteris.conf differs from deploy/nats/iteris.conf: copy it (cp deploy/nats/iteris.conf deploy/k8s/base/)")
 	}
 }
