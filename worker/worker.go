@@ -403,6 +403,7 @@ func (w *Worker) isRevoked(rt *runningTask) bool {
 func (w *Worker) run(ctx context.Context, ls *loadedShard, t protocol.Task) protocol.Result {
 	log := w.cfg.Logger.With("job", t.Job, "task", t.TaskKey.String(), "step", t.Step, "kind", t.Kind, "solve", t.Solve, "shard", t.Shard, "attempt", t.Attempt)
 	w.cfg.Observer.TaskStarted(t)
+	log.Info("task started")
 	t0 := time.Now()
 	r := w.execute(ctx, ls, t)
 	r.Stats.Seconds = time.Since(t0).Seconds()

@@ -29,14 +29,22 @@ func TestNATSRestart(t *testing.T) {
 	sub := c.Submit(jacobiConfig, out, "--workers", "2")
 	var job string
 	var calib int
-	var frozen *Proc
+	var frozen, first0 *Proc
 	c.waitFor(t, "", 2*time.Minute, "the calibration ring is dispatched", func(js protocol.JobStatus) error {
 		job, calib = js.Job, stepIndex(js, protocol.StepCalibrate, 0)
 		if len(EventLog(js.Events).For(Task{calib, 1}).Of("dispatch")) == 0 {
 			return fmt.Errorf("not yet")
 		}
-		frozen = c.Worker(holder(js, 1))
+		frozen, first0 = c.Worker(holder(js, 1)), c.Worker(holder(js, 0))
 		return frozen.Signal(syscall.SIGSTOP)
+	})
+	// The ring is open once shard 0's worker runs its part (it then waits for the frozen one):
+	// a restart before that would only delay the task's delivery, not break the ring.
+	Eventually(t, time.Minute, "shard 0's worker runs its part of the ring", func() error {
+		if !strings.Contains(first0.Log(), `msg="task started"`) {
+			return fmt.Errorf("no task started yet:\n%s", first0.Log())
+		}
+		return nil
 	})
 	t0 := time.Now()
 	c.NATS.Restart()
