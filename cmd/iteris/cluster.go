@@ -199,6 +199,7 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageErr(err)
 	}
 	log := logger(o.LogFormat, stderr, "role", "worker", "worker", o.ID)
+	memLimit := applyMemoryLimit(o.Memory, os.Getenv)
 	nc, store, closed, err := connect(ctx, o.NATS, "worker", "iteris-worker-"+o.ID, logReport(log))
 	if err != nil {
 		return err
@@ -222,7 +223,7 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return errors.Join(err, w.Close())
 	}
-	log.Info("worker started", "memory", o.MemoryFlag, "nats", redactURLs(o.URL), "nats_auth", o.Auth(os.Getenv))
+	log.Info("worker started", "memory", o.MemoryFlag, "go_memory_limit", memLimit, "nats", redactURLs(o.URL), "nats_auth", o.Auth(os.Getenv))
 	if o.ExitAfterJob {
 		var stop context.CancelFunc
 		ctx, stop = context.WithCancel(ctx)
