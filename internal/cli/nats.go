@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -260,13 +261,18 @@ func (n *NATS) Dial(ctx context.Context, name string, getenv func(string) string
 	opts = append(opts, extra...)
 	var lastNote time.Time
 	delay := 100 * time.Millisecond
-	for {
+	for drops := 0; ; {
 		nc, err := nats.Connect(n.URL, opts...)
 		if err == nil {
 			return nc, nil
 		}
 		err = fmt.Errorf("connecting to NATS at %s with %s: %w", n.URL, n.Auth(getenv), err)
-		if !transient(err) {
+		if dropped(err) {
+			drops++
+		} else {
+			drops = 0
+		}
+		if refused(err, anyTLS(n.URL), drops) {
 			return nil, explain(err, n.Auth(getenv) == "no credentials", n.CertFile == "")
 		}
 		if wait != nil && time.Since(lastNote) > 10*time.Second {
@@ -280,6 +286,28 @@ func (n *NATS) Dial(ctx context.Context, name string, getenv func(string) string
 		}
 		delay = min(2*delay, 2*time.Second)
 	}
+}
+
+// refused reports whether a connect error ends Dial (a refusal) rather than being retried. A
+// connection the server drops may be a server going down (retried), or a TLS 1.3 server refusing
+// a client certificate: without TLS it is the first; with TLS it is taken for a refusal once it
+// happened maxDrops times in a row.
+func refused(err error, tls bool, drops int) bool {
+	if dropped(err) {
+		return tls && drops >= maxDrops
+	}
+	return !transient(err)
+}
+
+// maxDrops is how many dropped TLS connections in a row Dial takes for a refusal.
+const maxDrops = 5
+
+// dropped reports whether a connect error is the connection closed by the other side (reset,
+// broken pipe, closed after the TLS handshake, end of file).
+func dropped(err error) bool {
+	msg := err.Error()
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		strings.Contains(msg, "after TLS handshake") || strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset")
 }
 
 // transient reports whether a connect error means no server answered (retry) rather than that a
@@ -319,8 +347,7 @@ func explain(err error, anonymous, noCert bool) error {
 		return fmt.Errorf("%w: the server's certificate is not signed by --nats-ca (or names another host)", err)
 	}
 	msg := err.Error()
-	closed := strings.Contains(msg, "after TLS handshake") || strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset")
-	if strings.Contains(msg, "certificate required") || strings.Contains(msg, "bad certificate") || (noCert && closed) {
+	if strings.Contains(msg, "certificate required") || strings.Contains(msg, "bad certificate") || (noCert && dropped(err)) {
 		return fmt.Errorf("%w: the server requires a client certificate signed by its CA (--nats-cert, --nats-key)", err)
 	}
 	return err
