@@ -124,8 +124,8 @@ func openIndex(dir, index string) (_ *Checkpoint, err error) {
 		if !ok {
 			return nil, wrap(fmt.Errorf("%w: tensor %q: shard is %s, want a file name", ErrMalformed, m.Key, jsonx.Kind(m.Val)))
 		}
-		if !filepath.IsLocal(shard) {
-			return nil, wrap(fmt.Errorf("%w: tensor %q: shard %q is not a file name inside the directory", ErrMalformed, m.Key, shard))
+		if err := checkShardName(shard); err != nil {
+			return nil, wrap(fmt.Errorf("%w: tensor %q: %w", ErrMalformed, m.Key, err))
 		}
 		f, ok := shards[shard]
 		if !ok {
@@ -155,6 +155,27 @@ func (c *Checkpoint) Dir() string { return c.dir }
 
 // IndexPath returns the index file's path, or "" for a single-file model.
 func (c *Checkpoint) IndexPath() string { return c.index }
+
+// maxNameBytes is the longest file name (one path element) a shard may have, as on Linux.
+const maxNameBytes = 255
+
+// checkShardName refuses a shard name that is not a file inside the directory or that no file
+// system holds (the name is quoted at most 64 bytes long).
+func checkShardName(shard string) error {
+	short := shard
+	if len(short) > 64 {
+		short = short[:64] + "..."
+	}
+	if !filepath.IsLocal(shard) {
+		return fmt.Errorf("shard %q is not a file name inside the directory", short)
+	}
+	for _, el := range strings.Split(filepath.ToSlash(shard), "/") {
+		if len(el) > maxNameBytes {
+			return fmt.Errorf("shard %q has a name of %d bytes, longer than the %d a file name may have", short, len(el), maxNameBytes)
+		}
+	}
+	return nil
+}
 
 // Files returns the open files (one per shard) in index order. They belong
 // to the Checkpoint: do not close them.
