@@ -23,30 +23,11 @@ export ITERIS_BENCH_BACKWARD_DIR="${ITERIS_BENCH_BACKWARD_DIR:-${TMPDIR:-/tmp}/i
 BENCHTIME="${BENCHTIME:-10x}"
 RUNS="${RUNS:-10}"
 THREADS="${THREADS:-2 1}"
-if [[ -z "${PYTHON:-}" ]]; then
-	for p in /usr/bin/python3 python3; do
-		if "$p" -c 'import torch, numpy' 2>/dev/null; then
-			PYTHON="$p"
-			break
-		fi
-	done
-fi
-if [[ -z "${PYTHON:-}" ]]; then
-	echo "backward.sh: no python3 with torch and numpy (apt-get install python3-torch python3-numpy)" >&2
-	exit 1
-fi
-if [[ -n "${ITERIS_BLAS:-}" ]]; then
-	echo "backward.sh: unset ITERIS_BLAS: it would force one backend on every sub-benchmark" >&2
-	exit 1
-fi
+source bench/lib.sh
+bench_preamble backward.sh
 
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-
-echo "== machine"
-lscpu | grep -E '^(Model name|CPU\(s\)|Thread|Core|Socket)' || true
-echo "go: $(go version)"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== go test -run '^\$' -bench 'LayerBackward' -benchtime $BENCHTIME ./internal/model/"
 go test -run '^$' -bench 'LayerBackward' -benchtime "$BENCHTIME" -timeout 60m ./internal/model/ | tee "$out/go.txt"

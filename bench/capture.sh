@@ -23,30 +23,11 @@ export ITERIS_BENCH_DIR="${ITERIS_BENCH_DIR:-${TMPDIR:-/tmp}/iteris-bench-forwar
 BENCHTIME="${BENCHTIME:-3x}"
 RUNS="${RUNS:-3}"
 THREADS="${THREADS:-2 1}"
-if [[ -z "${PYTHON:-}" ]]; then
-	for p in /usr/bin/python3 python3; do
-		if "$p" -c 'import torch, numpy' 2>/dev/null; then
-			PYTHON="$p"
-			break
-		fi
-	done
-fi
-if [[ -z "${PYTHON:-}" ]]; then
-	echo "capture.sh: no python3 with torch and numpy (apt-get install python3-torch python3-numpy)" >&2
-	exit 1
-fi
-if [[ -n "${ITERIS_BLAS:-}" ]]; then
-	echo "capture.sh: unset ITERIS_BLAS: the benchmarks choose their backend" >&2
-	exit 1
-fi
+source bench/lib.sh
+bench_preamble capture.sh
 
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-
-echo "== machine"
-lscpu | grep -E '^(Model name|CPU\(s\)|Thread|Core|Socket)' || true
-echo "go: $(go version)"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== the benchmark model in $ITERIS_BENCH_DIR"
 go test -run '^$' -bench 'Forward100M/openblas$' -benchtime 1x -timeout 30m ./internal/model/ >"$out/gen.txt" || {

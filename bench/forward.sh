@@ -22,30 +22,11 @@ export ITERIS_BENCH_DIR="${ITERIS_BENCH_DIR:-${TMPDIR:-/tmp}/iteris-bench-forwar
 BENCHTIME="${BENCHTIME:-5x}"
 RUNS="${RUNS:-5}"
 THREADS="${THREADS:-2 1}"
-if [[ -z "${PYTHON:-}" ]]; then
-	for p in /usr/bin/python3 python3; do
-		if "$p" -c 'import torch, numpy' 2>/dev/null; then
-			PYTHON="$p"
-			break
-		fi
-	done
-fi
-if [[ -z "${PYTHON:-}" ]]; then
-	echo "forward.sh: no python3 with torch and numpy (apt-get install python3-torch python3-numpy)" >&2
-	exit 1
-fi
-if [[ -n "${ITERIS_BLAS:-}" ]]; then
-	echo "forward.sh: unset ITERIS_BLAS: it would force one backend on every sub-benchmark" >&2
-	exit 1
-fi
+source bench/lib.sh
+bench_preamble forward.sh
 
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-
-echo "== machine"
-lscpu | grep -E '^(Model name|CPU\(s\)|Thread|Core|Socket)' || true
-echo "go: $(go version)"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== go test -run '^\$' -bench 'Forward' -benchtime $BENCHTIME ./internal/model/  (ITERIS_BENCH_DIR=$ITERIS_BENCH_DIR)"
 go test -run '^$' -bench 'Forward' -benchtime "$BENCHTIME" -timeout 60m -v ./internal/model/ | tee "$out/go.txt"
