@@ -107,7 +107,8 @@ func (b Backend) String() string {
 		}
 		return s
 	}
-	return fmt.Sprintf("openblas %s (%s), %d threads; core %s: %s", b.path, b.config, b.Threads(), b.lib.kernel.Core, b.lib.kernel.Reason)
+	k := b.lib.kernel
+	return fmt.Sprintf("openblas %s (%s), %d threads; core %s: %s; %s", b.path, b.config, b.Threads(), k.Core, k.Reason, k.ThreadTimeoutReason)
 }
 
 var (

@@ -39,6 +39,11 @@ type Kernel struct {
 	// slower than the CPU allows (a generic core on an AVX2 or AVX-512 CPU)
 	// or is not the one iteris set; empty otherwise.
 	Warning string `json:"warning,omitempty"`
+	// ThreadTimeout is the OPENBLAS_THREAD_TIMEOUT in effect, iteris's or
+	// the user's; empty when it is unset (the library's 2^28 cycles).
+	ThreadTimeout string `json:"thread_timeout,omitempty"`
+	// ThreadTimeoutReason says why ThreadTimeout is what it is.
+	ThreadTimeoutReason string `json:"thread_timeout_reason,omitempty"`
 }
 
 // isa is the widest vector instruction set a CPU (with its OS) supports,

@@ -31,10 +31,12 @@ func TestMain(m *testing.M) {
 
 // childResult is what a kernel child prints.
 type childResult struct {
-	Kernel   Kernel
-	Config   string
-	EnvAfter *string // OPENBLAS_CORETYPE after the load; nil when unset
-	Err      string
+	Kernel        Kernel
+	Config        string
+	EnvAfter      *string // OPENBLAS_CORETYPE after the load; nil when unset
+	TimeoutAfter  *string // OPENBLAS_THREAD_TIMEOUT after the load; nil when unset
+	IdleCPUMillis float64 // with mode "idle": CPU time used in the window after a threaded product
+	Err           string
 }
 
 // kernelChild loads OpenBLAS the way Init does, with the probe replaced
@@ -47,7 +49,7 @@ func kernelChild(mode string) int {
 		defaultChooser.probe = func(context.Context, string) (string, error) { return core, nil }
 	case mode == "probe-fails":
 		defaultChooser.probe = func(context.Context, string) (string, error) { return "", errors.New("test probe failure") }
-	case mode == "real":
+	case mode == "real", mode == "idle":
 	default:
 		fmt.Fprintf(os.Stderr, "unknown %s %q\n", kernelChildEnv, mode)
 		return 2
@@ -58,9 +60,15 @@ func kernelChild(mode string) int {
 		r.Err = err.Error()
 	} else {
 		r.Kernel, r.Config = lib.kernel, lib.config
+		if mode == "idle" {
+			r.IdleCPUMillis = idleCPUAfterProduct(lib)
+		}
 	}
 	if v, ok := os.LookupEnv(EnvCoreType); ok {
 		r.EnvAfter = &v
+	}
+	if v, ok := os.LookupEnv(EnvThreadTimeout); ok {
+		r.TimeoutAfter = &v
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
 		return 1
@@ -76,7 +84,7 @@ func runChild(t *testing.T, args []string, env ...string) (string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); k != EnvCoreType && k != EnvBLAS && k != kernelChildEnv && k != wantCoreEnv {
+		if k, _, _ := strings.Cut(kv, "="); k != EnvCoreType && k != EnvThreadTimeout && k != EnvBLAS && k != kernelChildEnv && k != wantCoreEnv {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}

@@ -92,19 +92,32 @@ type kernelChooser struct {
 
 var defaultChooser = kernelChooser{lookupEnv: os.LookupEnv, cpu: sync.OnceValue(hostCPU), probe: probeCore}
 
-// open chooses the kernel for the library at p, loads the library with
-// that choice in OPENBLAS_CORETYPE and records the outcome in its kernel.
+// open chooses the kernel and the idle threads' timeout for the library at
+// p, loads the library with those choices in OPENBLAS_CORETYPE and
+// OPENBLAS_THREAD_TIMEOUT and records the outcome in its kernel.
 func (k kernelChooser) open(p string) (*library, error) {
 	if missingFile(p) {
 		return nil, errNoSuchFile
 	}
 	in := k.input(p)
 	d := chooseCore(in)
-	lib, err := openWithCoreType(p, d.Set)
+	td := chooseThreadTimeout(k.lookupEnv(EnvThreadTimeout))
+	var set []envVar
+	if d.Set != "" {
+		set = append(set, envVar{EnvCoreType, d.Set})
+	}
+	if td.Set != "" {
+		set = append(set, envVar{EnvThreadTimeout, td.Set})
+	}
+	lib, err := openWithEnv(p, set)
 	if err != nil {
 		return nil, err
 	}
 	lib.kernel = kernelReport(in, d, lib.core, lib.config)
+	lib.kernel.ThreadTimeout, lib.kernel.ThreadTimeoutReason = td.Set, td.Reason
+	if td.Set == "" {
+		lib.kernel.ThreadTimeout, _ = k.lookupEnv(EnvThreadTimeout)
+	}
 	return lib, nil
 }
 
@@ -123,21 +136,23 @@ func (k kernelChooser) input(p string) coreInput {
 	return in
 }
 
-// openWithCoreType loads p with OPENBLAS_CORETYPE=core in the environment
-// during the load (none when core is empty), then unsets it again: OpenBLAS
-// reads the variable once, in the constructor dlopen runs, and leaving it set
-// would make a later load look like the user's choice. os.Setenv reaches the
-// C library's environment (getenv) through the runtime's cgo hook, which
-// purego provides without cgo too. The caller holds loadedMu; the variable
-// was unset before (chooseCore sets a core only then).
-func openWithCoreType(p, core string) (*library, error) {
-	if core == "" {
-		return openLibrary(p)
+// envVar is one variable of the environment a load runs in.
+type envVar struct{ name, value string }
+
+// openWithEnv loads p with the variables set in the environment during the
+// load, then unsets them again: OpenBLAS reads them once, in the
+// constructor dlopen runs, and leaving them set would make a later load look
+// like the user's choice (and hand them to child processes). os.Setenv
+// reaches the C library's environment (getenv) through the runtime's cgo
+// hook, which purego provides without cgo too. The caller holds loadedMu;
+// each variable was unset before (the choices set one only then).
+func openWithEnv(p string, set []envVar) (*library, error) {
+	for _, v := range set {
+		if err := os.Setenv(v.name, v.value); err != nil {
+			return nil, fmt.Errorf("setting %s=%s: %v", v.name, v.value, err)
+		}
+		defer os.Unsetenv(v.name)
 	}
-	if err := os.Setenv(EnvCoreType, core); err != nil {
-		return nil, fmt.Errorf("setting %s=%s: %v", EnvCoreType, core, err)
-	}
-	defer os.Unsetenv(EnvCoreType)
 	return openLibrary(p)
 }
 
