@@ -218,12 +218,7 @@ func causalSoftmax(row []float32, lim int) {
 			mx = x
 		}
 	}
-	var sum float64
-	for j := 0; j < lim; j++ {
-		e := math.Exp(float64(row[j] - mx))
-		row[j] = float32(e)
-		sum += e
-	}
+	sum := expShifted(row[:lim], mx)
 	inv := float32(1 / sum)
 	for j := 0; j < lim; j++ {
 		row[j] *= inv

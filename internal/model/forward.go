@@ -330,10 +330,7 @@ func (m *Model) gatedMLP(l int, xn []float32, T int, ws *workspace, tp *tape) []
 	act := ws.get(bufAct, T*I)
 	parallelRows(T, 16, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			g, u, a := gu[r*2*I:r*2*I+I], gu[r*2*I+I:r*2*I+2*I], act[r*I:(r+1)*I]
-			for j, gv := range g {
-				a[j] = float32(float64(gv)/(1+math.Exp(-float64(gv)))) * u[j]
-			}
+			siluMul(act[r*I:(r+1)*I], gu[r*2*I:r*2*I+I], gu[r*2*I+I:r*2*I+2*I])
 		}
 	})
 	return act

@@ -20,3 +20,24 @@ func dotsAVX(q, k *float32, ld, n int, out *float32, cnt int)
 //
 //go:noescape
 func axpysAVX(out *float32, n int, p, v *float32, ld, cnt int)
+
+// useFMAExp enables the vector exp kernels (exp_amd64.s), which replay math.Exp's FMA path: they
+// are used exactly where math.Exp takes that path (AVX and FMA, as package math decides) and the
+// vector integer instructions they need exist (AVX2).
+var useFMAExp = cpu.X86.HasAVX && cpu.X86.HasFMA && cpu.X86.HasAVX2 && cpu.X86.HasOSXSAVE
+
+// siluMulFMA sets a[j] = float32(float64(x[j])/(1+math.Exp(-float64(x[j])))) * y[j], bit for bit,
+// for j below n rounded down to a multiple of 4, four at a time, and returns how many it set: it
+// stops before the first group of four that holds an x with |x| > 708 or a NaN, where math.Exp
+// leaves the path the kernel replays.
+//
+//go:noescape
+func siluMulFMA(a, x, y *float32, n int) int
+
+// expSumFMA sets row[j] = float32(e) with e = math.Exp(float64(row[j]-mx)), bit for bit, and adds
+// e to *sum in j order, for j below n rounded down to a multiple of 4, four at a time; it returns
+// how many it did, stopping before the first group of four whose differences hold one with
+// |x| > 708 or a NaN.
+//
+//go:noescape
+func expSumFMA(row *float32, n int, mx float32, sum *float64) int

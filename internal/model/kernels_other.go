@@ -7,3 +7,10 @@ const useAVX = false
 
 func dotsAVX(q, k *float32, ld, n int, out *float32, cnt int)  { panic("model: no AVX kernels") }
 func axpysAVX(out *float32, n int, p, v *float32, ld, cnt int) { panic("model: no AVX kernels") }
+
+// useFMAExp is false where the vector exp kernels do not exist.
+const useFMAExp = false
+
+func siluMulFMA(a, x, y *float32, n int) int { panic("model: no FMA kernels") }
+
+func expSumFMA(row *float32, n int, mx float32, sum *float64) int { panic("model: no FMA kernels") }
