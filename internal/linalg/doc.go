@@ -58,4 +58,12 @@
 // generic result is warned about. The variable is set with os.Setenv, which
 // reaches the C environment through the runtime's cgo hook (purego provides
 // it without cgo), and unset right after the load.
+//
+// Idle threads. OpenBLAS's pthread server lets a worker with nothing to do
+// busy-wait (sched_yield) for OPENBLAS_THREAD_TIMEOUT's 2^n cycles, 2^28
+// (about 0.1 s) by default, before it sleeps. The model engine runs its own
+// element-wise work on all cores between products, and a spinning worker
+// takes a core from it; Init therefore sets OPENBLAS_THREAD_TIMEOUT=16 for
+// the load, the same way and for the same single read in the constructor,
+// unless the user set it (chooseThreadTimeout, threadtimeout.go).
 package linalg
