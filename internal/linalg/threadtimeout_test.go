@@ -78,7 +78,10 @@ func TestThreadTimeoutTakesEffect(t *testing.T) {
 	if runtime.NumCPU() < 2 {
 		t.Skip("one CPU: OpenBLAS starts no worker thread")
 	}
-	const limit = 20 // ms of CPU in the 300 ms window
+	// ms of CPU in the 300 ms window: a sleeping worker leaves it near 0 (0.2 ms measured), a
+	// spinning one about 100 (103.5 on an idle machine; a third of that when the cores are shared
+	// with two other busy threads each, as under go test ./...).
+	const limit = 10
 	ours := kernelInChild(t, "idle")
 	t.Logf("iteris's timeout: %s; idle CPU %.1f ms", ours.Kernel.ThreadTimeoutReason, ours.IdleCPUMillis)
 	if ours.Kernel.ThreadTimeout != "16" || ours.TimeoutAfter != nil {
