@@ -144,3 +144,75 @@ func BenchmarkSiluMul(b *testing.B) {
 		})
 	}
 }
+
+// plainExp is math.Exp's amd64 path without FMA (math/exp_amd64.s before its avxfma label),
+// every product rounded on its own: what package math runs on a CPU without FMA.
+func plainExp(x float64) float64 {
+	const (
+		log2e = 1.4426950408889634073599246810018920
+		ln2u  = 0.69314718055966295651160180568695068359375
+		ln2l  = 0.28235290563031577122588448175013436025525412068e-12
+	)
+	k := math.RoundToEven(float64(log2e * x))
+	r := x - float64(k*ln2u)
+	r = r - float64(k*ln2l)
+	r *= 0.0625
+	p := 2.4801587301587301587e-5
+	for _, c := range []float64{1.9841269841269841270e-4, 1.3888888888888888889e-3, 8.3333333333333333333e-3,
+		4.1666666666666666667e-2, 1.6666666666666666667e-1, 0.5, 1.0} {
+		p = float64(p*r) + c
+	}
+	r = float64(r * p)
+	for range 4 {
+		r = float64(r * float64(r+2))
+	}
+	r += 1
+	return math.Ldexp(r, int(k))
+}
+
+// TestExpKernelMatchesMathExp holds the kernels' exp to math.Exp bit for bit on a million values
+// spread over the range it takes and on the edges of its reduction, and checks the guard that
+// enables it: it accepts math.Exp here, and it refuses math.Exp's plain (no FMA) path and a
+// function one ulp off, so a CPU or GODEBUG on which package math does not take the FMA path
+// keeps the scalar loops.
+func TestExpKernelMatchesMathExp(t *testing.T) {
+	if !useFMAExp {
+		t.Skip("no vector exp kernel on this CPU (or it disagreed with math.Exp): the scalar loops run")
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	xs := make([]float64, 0, 1<<20+400)
+	for range 1 << 20 {
+		xs = append(xs, r.Float64()*1416-708)
+	}
+	for k := -1021; k <= 1021; k += 7 {
+		m := (float64(k) + 0.5) * math.Ln2
+		xs = append(xs, m, math.Nextafter(m, 0), math.Nextafter(m, math.Inf(1)), -0.0, 0)
+	}
+	xs = append(xs, 708, -708, math.Nextafter(708, 0), math.Nextafter(-708, 0), 1e-300, -1e-300)
+	var x, e [4]float64
+	for i := 0; i+4 <= len(xs); i += 4 {
+		copy(x[:], xs[i:i+4])
+		exp4FMA(&x, &e)
+		for j := range x {
+			if math.Float64bits(e[j]) != math.Float64bits(math.Exp(x[j])) {
+				t.Fatalf("exp(%v): kernel %v (%#016x), math.Exp %v (%#016x)", x[j], e[j], math.Float64bits(e[j]), math.Exp(x[j]), math.Float64bits(math.Exp(x[j])))
+			}
+		}
+	}
+	if !expKernelAgrees(math.Exp) {
+		t.Error("the guard refuses math.Exp")
+	}
+	if expKernelAgrees(plainExp) {
+		t.Error("the guard accepts math.Exp's plain path: its values do not tell the two paths apart")
+	}
+	if expKernelAgrees(func(x float64) float64 { return math.Nextafter(math.Exp(x), 0) }) {
+		t.Error("the guard accepts a function one ulp below math.Exp")
+	}
+	var differ int
+	for _, x := range xs[:1<<16] {
+		if plainExp(x) != math.Exp(x) {
+			differ++
+		}
+	}
+	t.Logf("math.Exp's plain and FMA paths differ on %d of 65536 values", differ)
+}

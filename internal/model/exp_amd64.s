@@ -147,3 +147,16 @@ expsum_done:
 	MOVQ   BX, ret+32(FP)
 	VZEROUPPER
 	RET
+
+// func exp4FMA(x, e *[4]float64)
+//
+// e[i] = math.Exp(x[i]) for |x[i]| <= 708 (other lanes are not defined): the kernel's exp alone,
+// for the check that it agrees with math.Exp on this CPU and for its tests.
+TEXT ·exp4FMA(SB), NOSPLIT, $0-16
+	MOVQ    x+0(FP), SI
+	MOVQ    e+8(FP), DI
+	VMOVUPD (SI), Y1
+	EXP4(Y1, Y2)
+	VMOVUPD Y2, (DI)
+	VZEROUPPER
+	RET
