@@ -101,7 +101,8 @@ func (k kernelChooser) open(p string) (*library, error) {
 	}
 	in := k.input(p)
 	d := chooseCore(in)
-	td := chooseThreadTimeout(k.lookupEnv(EnvThreadTimeout))
+	userTimeout, userSet := k.lookupEnv(EnvThreadTimeout)
+	td := chooseThreadTimeout(userTimeout, userSet)
 	var set []envVar
 	if d.Set != "" {
 		set = append(set, envVar{EnvCoreType, d.Set})
@@ -115,8 +116,8 @@ func (k kernelChooser) open(p string) (*library, error) {
 	}
 	lib.kernel = kernelReport(in, d, lib.core, lib.config)
 	lib.kernel.ThreadTimeout, lib.kernel.ThreadTimeoutReason = td.Set, td.Reason
-	if td.Set == "" {
-		lib.kernel.ThreadTimeout, _ = k.lookupEnv(EnvThreadTimeout)
+	if userSet {
+		lib.kernel.ThreadTimeout = userTimeout
 	}
 	return lib, nil
 }
